@@ -1,0 +1,20 @@
+/* A persistent pool of worker threads for data-parallel kernels. df_pool_run() hands out
+ * task indices 0..n_tasks-1 to the workers and to the calling thread, and returns when all
+ * have finished. Workers sleep between runs; they are created once, not per call. */
+#ifndef DF_BASE_THREADPOOL_H
+#define DF_BASE_THREADPOOL_H
+
+#include "base/status.h"
+
+typedef struct df_pool df_pool;
+typedef void (*df_task_fn)(void *ctx, int task, int n_tasks);
+
+/* n_threads counts the caller: 1 means no extra threads. 0 picks the number of online CPUs. */
+df_status df_pool_create(int n_threads, df_pool **out);
+void df_pool_destroy(df_pool *pool);
+int df_pool_size(const df_pool *pool);
+
+/* Not reentrant: one run at a time per pool. A NULL pool runs the tasks on the caller. */
+void df_pool_run(df_pool *pool, df_task_fn fn, void *ctx, int n_tasks);
+
+#endif

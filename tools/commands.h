@@ -1,0 +1,8 @@
+/* The subcommands of the dflash CLI. Each takes argv with argv[0] = the command's name and
+ * returns the process exit status (0 ok, 1 failure, 2 bad usage). */
+#ifndef DF_TOOLS_COMMANDS_H
+#define DF_TOOLS_COMMANDS_H
+
+int cmd_inspect(int argc, char **argv);
+
+#endif
