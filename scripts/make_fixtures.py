@@ -59,10 +59,20 @@ PROMPT_TEXTS = [
 ]
 
 
+# The split regex of Qwen3.5's tokenizer.json (llama.cpp calls it "qwen35"): Qwen2's with
+# combining marks (\p{M}) kept with letters.
+QWEN35_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*"
+                r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
 def make_tokenizer(vocab_size, outdir):
-    from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers
+    """A byte-level BPE laid out like Qwen's: NFC, Split(regex, isolated) + ByteLevel."""
+    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, decoders, trainers
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(QWEN35_SPLIT), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False)])
     tok.decoder = decoders.ByteLevel()
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
     trainer = trainers.BpeTrainer(vocab_size=vocab_size - len(specials), special_tokens=[],
@@ -72,6 +82,9 @@ def make_tokenizer(vocab_size, outdir):
     tok.train_from_iterator(corpus, trainer)
     tok.add_special_tokens(specials)
     tok.save(os.path.join(outdir, "tokenizer.json"))
+    with open(os.path.join(outdir, "tokenizer_config.json"), "w") as f:
+        json.dump({"add_bos_token": False, "bos_token": None, "eos_token": "<|im_end|>",
+                   "pad_token": "<|endoftext|>"}, f, indent=1)
     return tok
 
 
