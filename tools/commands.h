@@ -3,6 +3,11 @@
 #ifndef DF_TOOLS_COMMANDS_H
 #define DF_TOOLS_COMMANDS_H
 
+int cmd_bench(int argc, char **argv);
+int cmd_chat_template(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
 
 #endif

@@ -10,7 +10,12 @@ static const struct {
     int (*run)(int argc, char **argv);
     const char *summary;
 } g_commands[] = {
+    {"bench", cmd_bench, "measure prefill and decode speed against the memory bandwidth"},
+    {"chat-template", cmd_chat_template, "render messages with a chat template (prints the prompt)"},
+    {"convert", cmd_convert, "convert a Hugging Face checkpoint to GGUF (f32 ... q4_k_m)"},
+    {"generate", cmd_generate, "generate text or tokens from a prompt"},
     {"inspect", cmd_inspect, "show a model file's architecture, metadata and tensors"},
+    {"tokenize", cmd_tokenize, "text to token ids and back (tokenizer.json or GGUF)"},
 };
 
 static void usage(FILE *f) {

@@ -1,0 +1,111 @@
+/* The op table: everything the model forward passes ask of a compute device. The qwen35
+ * target and the DFlash drafter are written once against this table; the CPU backend
+ * (backend/cpu/) and the CUDA backend (backend/cuda/) each implement every entry.
+ *
+ * Memory: activations, caches and states live in buffers the backend allocates (host memory
+ * on the CPU, device memory on a GPU); pointers passed to ops are such buffers. Weights are
+ * bound once with bind_weight (zero-copy from the mmapped GGUF on the CPU, an upload on a GPU).
+ *
+ * The argument structs (heads views, attention and GDN arguments) are the ones the CPU
+ * kernels define in backend/cpu/cpu_ops.h; they describe shapes and strides, not where the
+ * memory is, so they serve every backend. */
+#ifndef DF_BACKEND_BACKEND_H
+#define DF_BACKEND_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend/cpu/cpu_draft_ops.h"
+#include "backend/cpu/cpu_ops.h"
+#include "base/status.h"
+#include "quant/types.h"
+
+typedef df_cpu_heads df_heads;
+typedef df_cpu_kv_cache df_kv_cache;
+typedef df_cpu_attn_args df_attn_args;
+typedef df_cpu_gdn_args df_gdn_args;
+typedef df_cpu_window_attn_args df_window_attn_args;
+
+/* A weight matrix (or vector) as the backend holds it: ne[0] is the contiguous dimension
+ * (the input features of a matrix), ne[1] the rows (output features). */
+typedef struct df_weight {
+    df_type type;
+    int64_t ne[4];
+    const void *data;   /* backend memory */
+    size_t size;        /* bytes */
+    const char *name;   /* the GGUF tensor name, for messages */
+} df_weight;
+
+typedef struct df_backend df_backend;
+
+typedef struct df_backend_ops {
+    const char *name;
+    void (*destroy)(df_backend *be);
+
+    /* memory */
+    df_status (*alloc)(df_backend *be, size_t size, void **out);  /* zeroed */
+    void (*free)(df_backend *be, void *p);
+    df_status (*upload)(df_backend *be, void *dst, const void *src, size_t size);
+    df_status (*download)(df_backend *be, void *dst, const void *src, size_t size);
+    df_status (*copy)(df_backend *be, void *dst, const void *src, size_t size);
+    /* Makes host weight bytes usable by the ops; out keeps src's type and shape. */
+    df_status (*bind_weight)(df_backend *be, const df_weight *host, df_weight *out);
+    void (*unbind_weight)(df_backend *be, df_weight *w);
+    df_status (*sync)(df_backend *be);
+
+    /* ops (shapes as in backend/cpu/cpu_ops.h) */
+    df_status (*get_rows)(df_backend *be, const df_weight *table, const int32_t *ids,
+                          int64_t n, float *out);
+    df_status (*matmul)(df_backend *be, const float *x, int64_t n_tok, const df_weight *w,
+                        float *y);
+    df_status (*rmsnorm)(df_backend *be, const float *x, int64_t x_stride, float *y,
+                         int64_t y_stride, int64_t n_rows, int64_t dim, const float *w, float eps);
+    df_status (*rmsnorm_heads)(df_backend *be, const df_heads *x, const float *w, float eps);
+    df_status (*rmsnorm_gated)(df_backend *be, const float *x, int64_t x_stride, const float *z,
+                               int64_t z_stride, float *y, int64_t y_stride, int64_t n_rows,
+                               int64_t dim, const float *w, float eps);
+    df_status (*l2norm_heads)(df_backend *be, const df_heads *x, float eps);
+    df_status (*add)(df_backend *be, const float *a, const float *b, float *y, int64_t n);
+    df_status (*swiglu)(df_backend *be, const float *gate, const float *up, float *y, int64_t n);
+    df_status (*rope)(df_backend *be, const df_heads *x, const int32_t *pos,
+                      const float *inv_freq, int64_t rot_dim);
+    df_status (*attention)(df_backend *be, const df_attn_args *args);
+    df_status (*conv1d_silu)(df_backend *be, const float *x, int64_t x_stride, int64_t n_tok,
+                             int64_t channels, const float *w, int64_t kernel, float *state,
+                             float *out, int64_t out_stride, float *capture);
+    df_status (*gdn_gates)(df_backend *be, const float *a, const float *b, const float *dt_bias,
+                           const float *ssm_a, int64_t n_tok, int64_t n_v_head, float *g,
+                           float *beta);
+    /* The recurrent form is batch-invariant (token t's result does not depend on how many
+     * tokens share the call), which verify needs to match decode bit for bit; the chunked
+     * form is faster for long prefills. */
+    df_status (*gdn_recurrent)(df_backend *be, const df_gdn_args *args);
+    df_status (*gdn_chunked)(df_backend *be, const df_gdn_args *args);
+    /* dst = src as f32 (src f32 or f16): restores a captured state into a live one. */
+    df_status (*state_to_f32)(df_backend *be, float *dst, const void *src, df_state_type type,
+                              int64_t n);
+    df_status (*argmax_rows)(df_backend *be, const float *x, int64_t n_rows, int64_t n,
+                             int64_t stride, int32_t *out);
+
+    /* For the DFlash drafter (model/dflash_*.c). kv_write stores K/V rows without attending
+     * (the drafter projects committed context rows into its cache ahead of any query);
+     * attention_window attends over a ring cache with per-query position ranges (causal,
+     * sliding window): backend/cpu/cpu_draft_ops.h. */
+    df_status (*kv_write)(df_backend *be, df_kv_cache *cache, const df_heads *k_new,
+                          const df_heads *v_new, int64_t row0);
+    df_status (*attention_window)(df_backend *be, const df_window_attn_args *args);
+} df_backend_ops;
+
+struct df_backend {
+    const df_backend_ops *ops;
+    void *impl;
+};
+
+/* The CPU backend on a pool of n_threads (0: one per online CPU). */
+df_status df_backend_cpu_create(int n_threads, df_backend **out);
+
+static inline void df_backend_destroy(df_backend *be) {
+    if (be) be->ops->destroy(be);
+}
+
+#endif

@@ -1,0 +1,214 @@
+/* The CPU implementation of the op table: host memory, zero-copy weights (the mmapped GGUF
+ * bytes are used in place), and the kernels of cpu_ops.h run on a persistent thread pool. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/backend.h"
+#include "base/alloc.h"
+
+typedef struct cpu_backend {
+    df_backend base;
+    df_pool *pool;
+    void *scratch;        /* grown on demand, then reused: steady-state steps never allocate */
+    size_t scratch_size;
+} cpu_backend;
+
+static cpu_backend *impl(df_backend *be) { return (cpu_backend *)be->impl; }
+
+static df_status scratch_reserve(cpu_backend *cb, size_t size) {
+    if (size <= cb->scratch_size) return DF_OK;
+    void *p = df_alloc_aligned(size);
+    if (!p) return df_fail(DF_ERR_NOMEM, "cpu backend: cannot allocate %zu bytes of scratch", size);
+    df_free_aligned(cb->scratch);
+    cb->scratch = p;
+    cb->scratch_size = size;
+    return DF_OK;
+}
+
+static void cpu_destroy(df_backend *be) {
+    cpu_backend *cb = impl(be);
+    df_pool_destroy(cb->pool);
+    df_free_aligned(cb->scratch);
+    free(cb);
+}
+
+static df_status cpu_alloc(df_backend *be, size_t size, void **out) {
+    *out = df_calloc_aligned(size);
+    if (!*out) return df_fail(DF_ERR_NOMEM, "cpu backend: cannot allocate %zu bytes", size);
+    return DF_OK;
+}
+
+static void cpu_free(df_backend *be, void *p) { df_free_aligned(p); }
+
+static df_status cpu_memcpy(df_backend *be, void *dst, const void *src, size_t size) {
+    if (size) memmove(dst, src, size);
+    return DF_OK;
+}
+
+static df_status cpu_bind_weight(df_backend *be, const df_weight *host, df_weight *out) {
+    *out = *host;
+    return DF_OK;
+}
+
+static void cpu_unbind_weight(df_backend *be, df_weight *w) { w->data = NULL; }
+
+static df_status cpu_sync(df_backend *be) { return DF_OK; }
+
+static df_status cpu_get_rows(df_backend *be, const df_weight *table, const int32_t *ids,
+                              int64_t n, float *out) {
+    const df_type_traits *tt = df_type_get(table->type);
+    size_t row_bytes;
+    if (!tt || !tt->to_float || !df_type_row_size(table->type, table->ne[0], &row_bytes))
+        return df_fail(DF_ERR_UNSUPPORTED, "get_rows: %s: cannot dequantize type %s",
+                       table->name ? table->name : "table", df_type_name(table->type));
+    for (int64_t i = 0; i < n; i++) {
+        if (ids[i] < 0 || ids[i] >= table->ne[1])
+            return df_fail(DF_ERR_INVALID, "get_rows: token id %d outside the vocabulary of %lld",
+                           ids[i], (long long)table->ne[1]);
+        tt->to_float((const uint8_t *)table->data + (size_t)ids[i] * row_bytes,
+                     out + i * table->ne[0], table->ne[0]);
+    }
+    return DF_OK;
+}
+
+static df_status cpu_matmul(df_backend *be, const float *x, int64_t n_tok, const df_weight *w,
+                            float *y) {
+    cpu_backend *cb = impl(be);
+    DF_TRY(scratch_reserve(cb, df_cpu_matmul_scratch_size(w->type, n_tok, w->ne[0])));
+    df_status st = df_cpu_matmul(cb->pool, x, n_tok, w->ne[0], w->data, w->type, w->ne[1], y,
+                                 cb->scratch, cb->scratch_size);
+    if (st != DF_OK && w->name) return df_fail_context(st, "%s", w->name);
+    return st;
+}
+
+static df_status cpu_rmsnorm(df_backend *be, const float *x, int64_t xs, float *y, int64_t ys,
+                             int64_t n_rows, int64_t dim, const float *w, float eps) {
+    return df_cpu_rmsnorm(impl(be)->pool, x, xs, y, ys, n_rows, dim, w, eps);
+}
+
+static df_status cpu_rmsnorm_heads(df_backend *be, const df_heads *x, const float *w, float eps) {
+    return df_cpu_rmsnorm_heads(impl(be)->pool, x, w, eps);
+}
+
+static df_status cpu_rmsnorm_gated(df_backend *be, const float *x, int64_t xs, const float *z,
+                                   int64_t zs, float *y, int64_t ys, int64_t n_rows, int64_t dim,
+                                   const float *w, float eps) {
+    return df_cpu_rmsnorm_gated(impl(be)->pool, x, xs, z, zs, y, ys, n_rows, dim, w, eps);
+}
+
+static df_status cpu_l2norm_heads(df_backend *be, const df_heads *x, float eps) {
+    return df_cpu_l2norm_heads(impl(be)->pool, x, eps);
+}
+
+static df_status cpu_add(df_backend *be, const float *a, const float *b, float *y, int64_t n) {
+    return df_cpu_add(impl(be)->pool, a, b, y, n);
+}
+
+static df_status cpu_swiglu(df_backend *be, const float *gate, const float *up, float *y,
+                            int64_t n) {
+    return df_cpu_swiglu(impl(be)->pool, gate, up, y, n);
+}
+
+static df_status cpu_rope(df_backend *be, const df_heads *x, const int32_t *pos,
+                          const float *inv_freq, int64_t rot_dim) {
+    return df_cpu_rope(impl(be)->pool, x, pos, inv_freq, rot_dim);
+}
+
+static df_status cpu_attention(df_backend *be, const df_attn_args *args) {
+    return df_cpu_attention(impl(be)->pool, args);
+}
+
+static df_status cpu_conv1d_silu(df_backend *be, const float *x, int64_t xs, int64_t n_tok,
+                                 int64_t channels, const float *w, int64_t kernel, float *state,
+                                 float *out, int64_t os, float *capture) {
+    return df_cpu_conv1d_silu(impl(be)->pool, x, xs, n_tok, channels, w, kernel, state, out, os,
+                              capture);
+}
+
+static df_status cpu_gdn_gates(df_backend *be, const float *a, const float *b,
+                               const float *dt_bias, const float *ssm_a, int64_t n_tok,
+                               int64_t n_v_head, float *g, float *beta) {
+    return df_cpu_gdn_gates(a, b, dt_bias, ssm_a, n_tok, n_v_head, g, beta);
+}
+
+static df_status cpu_gdn_recurrent(df_backend *be, const df_gdn_args *args) {
+    return df_cpu_gdn_recurrent(impl(be)->pool, args);
+}
+
+static df_status cpu_gdn_chunked(df_backend *be, const df_gdn_args *args) {
+    cpu_backend *cb = impl(be);
+    DF_TRY(scratch_reserve(cb, df_cpu_gdn_chunked_scratch_size(cb->pool, args->k.dim, args->v.dim)));
+    return df_cpu_gdn_chunked(cb->pool, args, cb->scratch, cb->scratch_size);
+}
+
+static df_status cpu_state_to_f32(df_backend *be, float *dst, const void *src, df_state_type type,
+                                  int64_t n) {
+    if (type == DF_STATE_F32) memmove(dst, src, (size_t)n * sizeof(float));
+    else df_fp16_to_f32_row(src, dst, (size_t)n);
+    return DF_OK;
+}
+
+static df_status cpu_argmax_rows(df_backend *be, const float *x, int64_t n_rows, int64_t n,
+                                 int64_t stride, int32_t *out) {
+    for (int64_t r = 0; r < n_rows; r++) {
+        int64_t best;
+        DF_TRY(df_cpu_argmax(x + r * stride, n, &best));
+        out[r] = (int32_t)best;
+    }
+    return DF_OK;
+}
+
+static df_status cpu_kv_write(df_backend *be, df_kv_cache *cache, const df_heads *k_new,
+                              const df_heads *v_new, int64_t row0) {
+    return df_cpu_kv_write(impl(be)->pool, cache, k_new, v_new, row0);
+}
+
+static df_status cpu_attention_window(df_backend *be, const df_window_attn_args *args) {
+    return df_cpu_attention_window(impl(be)->pool, args);
+}
+
+static const df_backend_ops cpu_ops = {
+    .name = "cpu",
+    .destroy = cpu_destroy,
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .upload = cpu_memcpy,
+    .download = cpu_memcpy,
+    .copy = cpu_memcpy,
+    .bind_weight = cpu_bind_weight,
+    .unbind_weight = cpu_unbind_weight,
+    .sync = cpu_sync,
+    .get_rows = cpu_get_rows,
+    .matmul = cpu_matmul,
+    .rmsnorm = cpu_rmsnorm,
+    .rmsnorm_heads = cpu_rmsnorm_heads,
+    .rmsnorm_gated = cpu_rmsnorm_gated,
+    .l2norm_heads = cpu_l2norm_heads,
+    .add = cpu_add,
+    .swiglu = cpu_swiglu,
+    .rope = cpu_rope,
+    .attention = cpu_attention,
+    .conv1d_silu = cpu_conv1d_silu,
+    .gdn_gates = cpu_gdn_gates,
+    .gdn_recurrent = cpu_gdn_recurrent,
+    .gdn_chunked = cpu_gdn_chunked,
+    .state_to_f32 = cpu_state_to_f32,
+    .argmax_rows = cpu_argmax_rows,
+    .kv_write = cpu_kv_write,
+    .attention_window = cpu_attention_window,
+};
+
+df_status df_backend_cpu_create(int n_threads, df_backend **out) {
+    *out = NULL;
+    cpu_backend *cb = calloc(1, sizeof *cb);
+    if (!cb) return df_fail(DF_ERR_NOMEM, "cpu backend: out of memory");
+    df_status st = df_pool_create(n_threads, &cb->pool);
+    if (st != DF_OK) {
+        free(cb);
+        return st;
+    }
+    cb->base.ops = &cpu_ops;
+    cb->base.impl = cb;
+    *out = &cb->base;
+    return DF_OK;
+}

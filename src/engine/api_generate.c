@@ -1,0 +1,65 @@
+/* Sessions and the public generation entry points (the loop is engine/generate.c). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/engine.h"
+#include "engine/generate.h"
+
+dflash_session_params dflash_session_default_params(void) {
+    dflash_session_params p = {.n_ctx = 0, .max_batch = 0, .kv_f32 = false};
+    return p;
+}
+
+int dflash_session_create(dflash_model *m, const dflash_session_params *p, dflash_session **out) {
+    *out = NULL;
+    int64_t n_ctx = p->n_ctx > 0 ? p->n_ctx : m->target->hp.n_ctx_train;
+    if (p->n_ctx <= 0 && n_ctx > 4096) n_ctx = 4096;
+    int64_t max_batch = p->max_batch > 0 ? p->max_batch : 256;
+    if (max_batch > n_ctx) max_batch = n_ctx;
+    dflash_session *s = calloc(1, sizeof *s);
+    if (!s) return df_fail(DF_ERR_NOMEM, "session: out of memory");
+    s->m = m;
+    df_status st = df_qwen35_state_create(m->target, n_ctx, max_batch,
+                                          p->kv_f32 ? DF_KV_F32 : DF_KV_F16, &s->st);
+    if (st != DF_OK) {
+        free(s);
+        return (int)st;
+    }
+    *out = s;
+    return 0;
+}
+
+void dflash_session_free(dflash_session *s) {
+    if (!s) return;
+    df_qwen35_state_free(s->st);
+    free(s);
+}
+
+int dflash_session_reset(dflash_session *s) { return (int)df_qwen35_state_reset(s->st); }
+
+dflash_gen_params dflash_gen_default_params(void) {
+    dflash_gen_params p = {.n_predict = 128, .temperature = 0.0f, .top_k = 0, .top_p = 1.0f,
+                           .min_p = 0.0f, .seed = 0, .stop = NULL, .n_stop = 0,
+                           .ignore_eos = false};
+    return p;
+}
+
+int dflash_generate(dflash_session *s, const int32_t *prompt, size_t n_prompt,
+                    const dflash_gen_params *p, dflash_token_fn cb, void *user,
+                    dflash_gen_stats *stats) {
+    dflash_gen_stats local;
+    df_gen_request r = {.prompt = prompt, .n_prompt = n_prompt, .p = p, .cb = cb, .user = user,
+                        .tok = s->m->tok, .eog = s->m->eog, .n_eog = s->m->n_eog};
+    return (int)df_generate(s->st, NULL, &r, stats ? stats : &local);
+}
+
+int dflash_generate_text(dflash_session *s, const char *prompt, const dflash_gen_params *p,
+                         dflash_token_fn cb, void *user, dflash_gen_stats *stats) {
+    int32_t *ids;
+    size_t n;
+    int rc = dflash_tokenize(s->m, prompt, strlen(prompt), true, &ids, &n);
+    if (rc != 0) return rc;
+    rc = dflash_generate(s, ids, n, p, cb, user, stats);
+    free(ids);
+    return rc;
+}

@@ -1,0 +1,147 @@
+#include "engine/spec.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static size_t ssm_elems(const df_qwen35_hparams *hp) {
+    return (size_t)(hp->n_v_head * hp->d_k * hp->d_v);
+}
+
+static size_t conv_elems(const df_qwen35_hparams *hp) {
+    return (size_t)((hp->conv_kernel - 1) * df_qwen35_conv_channels(hp));
+}
+
+df_status df_spec_create(df_qwen35_state *st, df_drafter *d, int block, df_state_type state_type,
+                         df_spec **out) {
+    *out = NULL;
+    const df_qwen35 *m = st->m;
+    const df_qwen35_hparams *hp = &m->hp;
+    df_backend *be = m->be;
+    if (block < 2 || block > d->block_size || block > DF_SPEC_MAX_BLOCK || block > st->max_batch)
+        return df_fail(DF_ERR_INVALID,
+                       "speculative decoding: block size %d must be in 2..%d (the drafter's block, "
+                       "at most %d and the state's batch of %lld)",
+                       block, d->block_size, DF_SPEC_MAX_BLOCK, (long long)st->max_batch);
+    if (d->n_features < 1 || d->n_features > DF_SPEC_MAX_FEATURES)
+        return df_fail(DF_ERR_INVALID, "speculative decoding: drafter reads %d target layers", d->n_features);
+    for (int i = 0; i < d->n_features; i++)
+        if (d->feature_layers[i] < 0 || d->feature_layers[i] >= hp->n_layer)
+            return df_fail(DF_ERR_MISMATCH, "drafter reads target layer %d; the target has %lld layers",
+                           d->feature_layers[i], (long long)hp->n_layer);
+    df_spec *sp = calloc(1, sizeof *sp);
+    if (!sp) return df_fail(DF_ERR_NOMEM, "speculative decoding: out of memory");
+    sp->st = st;
+    sp->d = d;
+    sp->block = block;
+    sp->state_type = state_type;
+    df_status rc = DF_OK;
+    for (int i = 0; i < d->n_features && rc == DF_OK; i++)
+        rc = be->ops->alloc(be, (size_t)(st->max_batch * hp->n_embd) * sizeof(float), (void **)&sp->hidden[i]);
+    sp->gdn_state = calloc((size_t)st->n_gdn + 1, sizeof *sp->gdn_state);
+    sp->conv_state = calloc((size_t)st->n_gdn + 1, sizeof *sp->conv_state);
+    if (rc == DF_OK && (!sp->gdn_state || !sp->conv_state))
+        rc = df_fail(DF_ERR_NOMEM, "speculative decoding: out of memory");
+    const size_t elem = state_type == DF_STATE_F16 ? 2 : 4;
+    for (int g = 0; g < st->n_gdn && rc == DF_OK; g++) {
+        rc = be->ops->alloc(be, (size_t)block * ssm_elems(hp) * elem, &sp->gdn_state[g]);
+        if (rc == DF_OK)
+            rc = be->ops->alloc(be, (size_t)block * conv_elems(hp) * sizeof(float), (void **)&sp->conv_state[g]);
+    }
+    if (rc != DF_OK) {
+        df_spec_free(sp);
+        return rc;
+    }
+    sp->cap_features = (df_qwen35_capture){.n_hidden = d->n_features, .hidden_layers = d->feature_layers,
+                                           .hidden = sp->hidden};
+    sp->cap_verify = sp->cap_features;
+    sp->cap_verify.gdn = true;
+    sp->cap_verify.gdn_state = sp->gdn_state;
+    sp->cap_verify.conv_state = sp->conv_state;
+    sp->cap_verify.state_type = state_type;
+    *out = sp;
+    return DF_OK;
+}
+
+void df_spec_free(df_spec *sp) {
+    if (!sp) return;
+    df_backend *be = sp->st->m->be;
+    for (int i = 0; i < DF_SPEC_MAX_FEATURES; i++)
+        if (sp->hidden[i]) be->ops->free(be, sp->hidden[i]);
+    for (int g = 0; g < sp->st->n_gdn; g++) {
+        if (sp->gdn_state && sp->gdn_state[g]) be->ops->free(be, sp->gdn_state[g]);
+        if (sp->conv_state && sp->conv_state[g]) be->ops->free(be, sp->conv_state[g]);
+    }
+    free(sp->gdn_state);
+    free(sp->conv_state);
+    free(sp);
+}
+
+df_status df_spec_prefill(df_spec *sp, const int32_t *ids, size_t n) {
+    df_qwen35_state *st = sp->st;
+    for (size_t i = 0; i < n;) {
+        size_t chunk = n - i < (size_t)st->max_batch ? n - i : (size_t)st->max_batch;
+        bool last = i + chunk == n;
+        DF_TRY(df_qwen35_forward(st, ids + i, (int64_t)chunk, last ? DF_LOGITS_LAST : DF_LOGITS_NONE,
+                                 &sp->cap_features));
+        DF_TRY(sp->d->append_context(sp->d->self, sp->hidden, (int64_t)chunk));
+        i += chunk;
+    }
+    return DF_OK;
+}
+
+df_status df_spec_verify(df_spec *sp, int32_t bonus, int *n_match) {
+    df_qwen35_state *st = sp->st;
+    const int B = sp->block;
+    if (st->n_past + B > st->n_ctx)
+        return df_fail(DF_ERR_INVALID, "speculative decoding: no room for a block of %d at %lld of %lld tokens",
+                       B, (long long)st->n_past, (long long)st->n_ctx);
+    double t0 = now_s();
+    sp->tokens[0] = bonus;
+    DF_TRY(sp->d->propose(sp->d->self, bonus, B - 1, sp->tokens + 1));
+    double t1 = now_s();
+    sp->verify_base = st->n_past;
+    DF_TRY(df_qwen35_forward(st, sp->tokens, B, DF_LOGITS_ALL, &sp->cap_verify));
+    memcpy(sp->target, st->argmax, (size_t)B * sizeof(int32_t));
+    double t2 = now_s();
+    int k = 0;
+    while (k < B - 1 && sp->tokens[k + 1] == sp->target[k]) k++;
+    *n_match = k;
+    sp->stats.n_verify++;
+    sp->stats.t_draft += t1 - t0;
+    sp->stats.t_verify += t2 - t1;
+    return DF_OK;
+}
+
+df_status df_spec_commit(df_spec *sp, int n) {
+    df_qwen35_state *st = sp->st;
+    const df_qwen35_hparams *hp = &st->m->hp;
+    df_backend *be = st->m->be;
+    if (n < 1 || n > sp->block)
+        return df_fail(DF_ERR_INVALID, "speculative decoding: cannot commit %d of %d tokens", n, sp->block);
+    double t0 = now_s();
+    st->n_past = sp->verify_base + n;
+    if (n < sp->block) {
+        /* The live state ran to the end of the block: take token n-1's from the capture. */
+        const size_t elem = sp->state_type == DF_STATE_F16 ? 2 : 4;
+        for (int64_t l = 0; l < hp->n_layer; l++) {
+            int g = st->gdn_index[l];
+            if (g < 0) continue;
+            const char *ssm = (const char *)sp->gdn_state[g] + (size_t)(n - 1) * ssm_elems(hp) * elem;
+            DF_TRY(be->ops->state_to_f32(be, st->ssm[l], ssm, sp->state_type, (int64_t)ssm_elems(hp)));
+            const float *conv = sp->conv_state[g] + (size_t)(n - 1) * conv_elems(hp);
+            DF_TRY(be->ops->copy(be, st->conv[l], conv, conv_elems(hp) * sizeof(float)));
+        }
+    }
+    DF_TRY(sp->d->append_context(sp->d->self, sp->hidden, n));
+    sp->stats.accept_hist[n - 1]++;
+    sp->stats.n_accepted += n - 1;
+    sp->stats.t_commit += now_s() - t0;
+    return DF_OK;
+}

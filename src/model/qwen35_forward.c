@@ -1,0 +1,159 @@
+/* The qwen35 forward pass, written once against the backend op table.
+ *
+ *   x = embed(ids)
+ *   for each layer:  x += mixer(attn_norm(x))      mixer = Gated DeltaNet or gated attention
+ *                    x += ffn(post_attn_norm(x))   ffn = down(silu(gate(h)) * up(h))
+ *   logits = output(output_norm(x))
+ *
+ * Every op computes token t the same way whatever the number of tokens in the call (the
+ * GDN recurrence uses its step form for short calls), so a verify of B tokens reproduces B
+ * decode steps exactly; only long prefills use the chunked GDN form. */
+#include <string.h>
+
+#include "model/qwen35.h"
+
+#define L2NORM_EPS 1e-6f
+
+#define OPS (be->ops)
+
+static df_status gdn_mixer(df_qwen35_state *s, int64_t l, int64_t T,
+                           const df_qwen35_capture *cap) {
+    const df_qwen35 *m = s->m;
+    const df_qwen35_hparams *hp = &m->hp;
+    const df_qwen35_layer *L = &m->layers[l];
+    df_backend *be = m->be;
+    const int64_t C = df_qwen35_conv_channels(hp);
+    const int64_t qk = hp->n_k_head * hp->d_k, vd = hp->n_v_head * hp->d_v;
+    float *qkv = s->wide_a, *conv = s->wide_b, *z = s->mid_a, *core = s->mid_b;
+
+    DF_TRY(OPS->matmul(be, s->h, T, &L->wqkv, qkv));
+    DF_TRY(OPS->matmul(be, s->h, T, &L->wgate, z));
+    DF_TRY(OPS->matmul(be, s->h, T, &L->wbeta, s->gate_b));
+    DF_TRY(OPS->matmul(be, s->h, T, &L->walpha, s->gate_a));
+
+    const int gi = s->gdn_index[l];
+    float *conv_cap = cap && cap->gdn ? cap->conv_state[gi] : NULL;
+    DF_TRY(OPS->conv1d_silu(be, qkv, C, T, C, L->conv1d.data, hp->conv_kernel, s->conv[l], conv,
+                            C, conv_cap));
+
+    df_heads q = {conv, T, hp->n_k_head, hp->d_k, C, hp->d_k};
+    df_heads k = {conv + qk, T, hp->n_k_head, hp->d_k, C, hp->d_k};
+    df_heads v = {conv + 2 * qk, T, hp->n_v_head, hp->d_v, C, hp->d_v};
+    DF_TRY(OPS->l2norm_heads(be, &q, L2NORM_EPS));
+    DF_TRY(OPS->l2norm_heads(be, &k, L2NORM_EPS));
+    DF_TRY(OPS->gdn_gates(be, s->gate_a, s->gate_b, L->dt_bias.data, L->ssm_a.data, T,
+                          hp->n_v_head, s->g, s->beta));
+
+    df_gdn_args args = {
+        .q = q, .k = k, .v = v, .g = s->g, .beta = s->beta, .state = s->ssm[l],
+        .out = {core, T, hp->n_v_head, hp->d_v, vd, hp->d_v},
+        .capture = cap && cap->gdn ? cap->gdn_state[gi] : NULL,
+        .capture_type = cap ? cap->state_type : DF_STATE_F32,
+        .head_map = DF_GDN_HEADS_TILED,
+        .q_scale = 0.0f,
+    };
+    if (T >= s->gdn_chunked_min) DF_TRY(OPS->gdn_chunked(be, &args));
+    else DF_TRY(OPS->gdn_recurrent(be, &args));
+
+    DF_TRY(OPS->rmsnorm_gated(be, core, hp->d_v, z, hp->d_v, core, hp->d_v, T * hp->n_v_head,
+                              hp->d_v, L->ssm_norm.data, hp->rms_eps));
+    return OPS->matmul(be, core, T, &L->ssm_out, s->proj);
+}
+
+static df_status attention_mixer(df_qwen35_state *s, int64_t l, int64_t T) {
+    const df_qwen35 *m = s->m;
+    const df_qwen35_hparams *hp = &m->hp;
+    const df_qwen35_layer *L = &m->layers[l];
+    df_backend *be = m->be;
+    const int64_t D = hp->head_dim, H = hp->n_head, Hkv = hp->n_head_kv;
+    float *qg = s->wide_a, *kbuf = s->wide_b, *vbuf = s->mid_a, *out = s->mid_b;
+
+    DF_TRY(OPS->matmul(be, s->h, T, &L->wq, qg));
+    DF_TRY(OPS->matmul(be, s->h, T, &L->wk, kbuf));
+    DF_TRY(OPS->matmul(be, s->h, T, &L->wv, vbuf));
+
+    /* Per head the q projection holds [q | gate]. */
+    df_heads q = {qg, T, H, D, 2 * H * D, 2 * D};
+    df_heads gate = {qg + D, T, H, D, 2 * H * D, 2 * D};
+    df_heads k = {kbuf, T, Hkv, D, Hkv * D, D};
+    df_heads v = {vbuf, T, Hkv, D, Hkv * D, D};
+    DF_TRY(OPS->rmsnorm_heads(be, &q, L->q_norm.data, hp->rms_eps));
+    DF_TRY(OPS->rmsnorm_heads(be, &k, L->k_norm.data, hp->rms_eps));
+    DF_TRY(OPS->rope(be, &q, s->pos, m->inv_freq, hp->rot_dim));
+    DF_TRY(OPS->rope(be, &k, s->pos, m->inv_freq, hp->rot_dim));
+
+    df_attn_args args = {
+        .q = q, .gate = &gate, .k_new = &k, .v_new = &v, .cache = &s->kv[l],
+        .pos0 = s->n_past, .causal = true, .scale = 0.0f,
+        .out = {out, T, H, D, H * D, D},
+    };
+    DF_TRY(OPS->attention(be, &args));
+    return OPS->matmul(be, out, T, &L->wo, s->proj);
+}
+
+static df_status ffn(df_qwen35_state *s, int64_t l, int64_t T) {
+    const df_qwen35 *m = s->m;
+    const df_qwen35_layer *L = &m->layers[l];
+    df_backend *be = m->be;
+    const int64_t F = m->hp.n_ff;
+    DF_TRY(OPS->matmul(be, s->h, T, &L->ffn_gate, s->wide_a));
+    DF_TRY(OPS->matmul(be, s->h, T, &L->ffn_up, s->wide_b));
+    DF_TRY(OPS->swiglu(be, s->wide_a, s->wide_b, s->wide_a, T * F));
+    return OPS->matmul(be, s->wide_a, T, &L->ffn_down, s->proj);
+}
+
+df_status df_qwen35_forward(df_qwen35_state *s, const int32_t *ids, int64_t T,
+                            df_logits_mode mode, const df_qwen35_capture *cap) {
+    const df_qwen35 *m = s->m;
+    const df_qwen35_hparams *hp = &m->hp;
+    df_backend *be = m->be;
+    const int64_t E = hp->n_embd;
+    if (T <= 0 || T > s->max_batch)
+        return df_fail(DF_ERR_INVALID, "qwen35 forward: %lld tokens (the state takes 1..%lld)",
+                       (long long)T, (long long)s->max_batch);
+    if (s->n_past + T > s->n_ctx)
+        return df_fail(DF_ERR_INVALID, "qwen35 forward: context full (%lld + %lld > %lld tokens)",
+                       (long long)s->n_past, (long long)T, (long long)s->n_ctx);
+    if (mode == DF_LOGITS_ALL && T > s->logit_rows)
+        return df_fail(DF_ERR_INVALID, "qwen35 forward: logits for %lld tokens asked, at most %lld",
+                       (long long)T, (long long)s->logit_rows);
+    for (int64_t t = 0; t < T; t++)
+        if (ids[t] < 0 || ids[t] >= hp->n_vocab)
+            return df_fail(DF_ERR_INVALID, "qwen35 forward: token id %d outside the vocabulary (%lld)",
+                           ids[t], (long long)hp->n_vocab);
+
+    int32_t pos_host[DF_QWEN35_MAX_LOGIT_ROWS];
+    DF_TRY(OPS->upload(be, s->ids, ids, (size_t)T * sizeof(int32_t)));
+    for (int64_t t0 = 0; t0 < T; t0 += DF_QWEN35_MAX_LOGIT_ROWS) {
+        int64_t n = T - t0 < DF_QWEN35_MAX_LOGIT_ROWS ? T - t0 : DF_QWEN35_MAX_LOGIT_ROWS;
+        for (int64_t i = 0; i < n; i++) pos_host[i] = (int32_t)(s->n_past + t0 + i);
+        DF_TRY(OPS->upload(be, s->pos + t0, pos_host, (size_t)n * sizeof(int32_t)));
+    }
+    DF_TRY(OPS->get_rows(be, &m->tok_embd, s->ids, T, s->x));
+
+    for (int64_t l = 0; l < hp->n_layer; l++) {
+        const df_qwen35_layer *L = &m->layers[l];
+        DF_TRY(OPS->rmsnorm(be, s->x, E, s->h, E, T, E, L->attn_norm.data, hp->rms_eps));
+        if (L->kind == DF_LAYER_GDN) DF_TRY(gdn_mixer(s, l, T, cap));
+        else DF_TRY(attention_mixer(s, l, T));
+        DF_TRY(OPS->add(be, s->x, s->proj, s->x, T * E));
+        DF_TRY(OPS->rmsnorm(be, s->x, E, s->h, E, T, E, L->post_attn_norm.data, hp->rms_eps));
+        DF_TRY(ffn(s, l, T));
+        DF_TRY(OPS->add(be, s->x, s->proj, s->x, T * E));
+        /* Capture layer ids are matched in any order; usually few and ascending. */
+        if (cap)
+            for (int i = 0; i < cap->n_hidden; i++)
+                if (cap->hidden_layers[i] == l) {
+                    DF_TRY(OPS->copy(be, cap->hidden[i], s->x, (size_t)(T * E) * sizeof(float)));
+                }
+    }
+    s->n_past += T;
+
+    if (mode == DF_LOGITS_NONE) return DF_OK;
+    const int64_t first = mode == DF_LOGITS_LAST ? T - 1 : 0;
+    const int64_t rows = T - first;
+    DF_TRY(OPS->rmsnorm(be, s->x + first * E, E, s->h, E, rows, E, m->output_norm.data,
+                        hp->rms_eps));
+    DF_TRY(OPS->matmul(be, s->h, rows, &m->output, s->logits));
+    return OPS->argmax_rows(be, s->logits, rows, hp->n_vocab, hp->n_vocab, s->argmax);
+}
