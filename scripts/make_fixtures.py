@@ -96,21 +96,30 @@ def build_model(spec, seed):
                                              "partial_rotary_factor": 0.25})
     torch.manual_seed(seed)
     model = Qwen3_5ForCausalLM(cfg).eval()
-    # Default init (std 0.02) gives near-flat logits; widen every weight so that the
-    # reference has decisive argmaxes, and perturb norm weights so the (1 + w) offsets matter.
+    # Default init (std 0.02) gives near-flat logits. Weights are drawn wider, but each layer
+    # is kept at a quarter of the "variance preserving" scale: a random network at full scale
+    # amplifies rounding (bf16 or q8_0 weights moved its logits by 4% and 14%), so it could
+    # not tell a correct quantized forward from a wrong one; at this scale q8_0 moves them by
+    # about 1%, as a trained model's are moved. Norm weights are perturbed so that the (1 + w)
+    # offsets matter.
+    LAYER_SCALE = 0.25
+    # With tied embeddings a full-scale embedding dominates the residual stream and the
+    # model only copies its input token (logit = |e|^2): keep the embedding at layer scale.
+    tied = spec.get("tie_word_embeddings", False)
     with torch.no_grad():
         for name, p in model.named_parameters():
+            scale = LAYER_SCALE if ".layers." in name or (tied and "embed" in name) else 1.0
             if "norm" in name:
-                p.copy_(torch.randn_like(p) * 0.2)
+                p.copy_(torch.randn_like(p) * 0.2 * scale)
             elif name.endswith("A_log"):
-                p.copy_(torch.rand_like(p) * 2.0 - 1.0)
+                p.copy_((torch.rand_like(p) * 2.0 - 1.0) * scale)
             elif name.endswith("dt_bias"):
-                p.copy_(torch.randn_like(p) * 0.5)
+                p.copy_(torch.randn_like(p) * 0.5 * scale)
             elif p.dim() >= 2:
                 fan_in = p.shape[-1]
-                p.copy_(torch.randn_like(p) * (1.0 / fan_in ** 0.5))
+                p.copy_(torch.randn_like(p) * (scale / fan_in ** 0.5))
             else:
-                p.copy_(torch.randn_like(p) * 0.1)
+                p.copy_(torch.randn_like(p) * 0.1 * scale)
         # The final norm's (1 + w) sets the logit scale: about 6, so that top-1/top-2 gaps
         # are large next to quantization error (see MIN_GAP).
         model.model.norm.weight.copy_(5.0 + torch.randn_like(model.model.norm.weight) * 0.2)
