@@ -399,6 +399,7 @@ static bool parse_xml_block(const char *s, size_t n, const json_t *tools, call_l
             return false;
         }
         const char *q = gt + 1;
+        bool no_more_close = false; /* once no "</parameter>" is left, stop looking for one */
         for (;;) {
             const char *ps = find(q, region_end, "<parameter=");
             if (!ps) {
@@ -422,8 +423,10 @@ static bool parse_xml_block(const char *s, size_t n, const json_t *tools, call_l
                 return false;
             }
             const char *v = kgt + 1;
-            const char *close = find(v, region_end, "</parameter>");
-            const char *next = find(v, region_end, "<parameter=");
+            const char *close = no_more_close ? NULL : find(v, region_end, "</parameter>");
+            no_more_close = !close;
+            /* the next parameter can only matter before this one's close */
+            const char *next = find(v, close ? close : region_end, "<parameter=");
             const char *vend = region_end;
             if (close && close < vend) vend = close;
             if (next && next < vend) vend = next;

@@ -60,7 +60,6 @@ bool dj_strip(dj_ctx *c, dj_str s, const dj_value *chars, bool left, bool right,
     bool ws = !chars || chars->type == DJ_NONE || chars->type == DJ_UNDEF;
     if (!ws && chars->type != DJ_STR)
         return dj_fail(c, NULL, DF_ERR_INVALID, "strip arg must be None or str, not %s", dj_type_name(*chars));
-    if (!dj_charge(c, NULL, s.n / 64)) return false;
     size_t i = 0, begin = 0, end = s.n;
     if (left) {
         while (i < s.n) {
@@ -72,10 +71,19 @@ bool dj_strip(dj_ctx *c, dj_str s, const dj_value *chars, bool left, bool right,
         begin = i;
     }
     if (right) {
-        end = begin;
-        for (size_t k = begin; k < s.n;) {
-            uint32_t cp = dj_utf8_next(s.p, s.n, &k);
-            if (ws ? !dj_is_space(cp) : !in_set(cp, chars->u.s)) end = k;
+        /* backwards, one code point at a time: cost proportional to what is stripped */
+        while (end > begin) {
+            size_t start = end - 1;
+            while (start > begin && end - start < 4 && ((unsigned char)s.p[start] & 0xC0) == 0x80) start--;
+            size_t k = start;
+            uint32_t cp = dj_utf8_next(s.p, end, &k);
+            if (k != end) { /* not one well-formed code point: the last byte stands alone */
+                start = end - 1;
+                k = start;
+                cp = dj_utf8_next(s.p, end, &k);
+            }
+            if (ws ? !dj_is_space(cp) : !in_set(cp, chars->u.s)) break;
+            end = start;
         }
     }
     *out = (dj_str){s.p + begin, end - begin};

@@ -142,7 +142,7 @@ void df_tok_gguf_opts_init(df_tok_gguf_opts *o);  /* all "not written" */
 
 /* Adds tokenizer.ggml.{model,pre,tokens,token_type,merges,bos_token_id,eos_token_id,
  * padding_token_id,add_bos_token,add_eos_token} and tokenizer.chat_template to w, the way
- * llama.cpp's converter writes them. */
+ * llama.cpp's converter writes them. o may be NULL (nothing optional written). */
 df_status df_tokenizer_write_gguf(const df_tokenizer *tok, struct df_gguf_writer *w,
                                   const df_tok_gguf_opts *o);
 

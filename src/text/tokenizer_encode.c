@@ -11,7 +11,7 @@
  * found here and never reach BPE. Bounded: past these sizes it is simply emptied. */
 enum {
     CACHE_MAX_WORD = 64,           /* longer pieces are rare and not worth keeping */
-    CACHE_MAX_ENTRIES = 1 << 18,
+    CACHE_MAX_ENTRIES = 1 << 16,      /* at most ~17 MB of cached ids */
 };
 
 struct df_tok_scratch {

@@ -192,6 +192,11 @@ void df_tok_gguf_opts_init(df_tok_gguf_opts *o) {
 }
 
 df_status df_tokenizer_write_gguf(const df_tokenizer *t, df_gguf_writer *w, const df_tok_gguf_opts *o) {
+    df_tok_gguf_opts defaults;
+    if (!o) {
+        df_tok_gguf_opts_init(&defaults);
+        o = &defaults;
+    }
     const char *pre = o->pre ? o->pre : t->pre_name;
     if (!pre)
         return df_fail(DF_ERR_UNSUPPORTED, "tokenizer: its split pattern is neither qwen2's nor qwen35's, so no "
