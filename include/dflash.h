@@ -34,6 +34,7 @@ const char *dflash_version(void);
 
 typedef struct dflash_model_params {
     const char *path;        /* target GGUF */
+    const char *draft_path;  /* DFlash drafter (GGUF or z-lab directory); NULL: none */
     int n_threads;           /* CPU threads; 0: one per online CPU */
 } dflash_model_params;
 
@@ -47,6 +48,10 @@ int32_t dflash_model_n_ctx_train(const dflash_model *m);
 uint64_t dflash_model_weight_bytes(const dflash_model *m);
 /* True when the model has a tokenizer (text in and out); false for bare test models. */
 bool dflash_model_has_tokenizer(const dflash_model *m);
+/* True when a drafter was loaded: greedy generation then uses speculative decoding. */
+bool dflash_model_has_drafter(const dflash_model *m);
+/* The drafter's own block size (0 without a drafter). */
+int32_t dflash_model_draft_block(const dflash_model *m);
 /* True for end-of-generation tokens (EOS, <|im_end|>, <|endoftext|>). */
 bool dflash_model_is_eog(const dflash_model *m, int32_t token);
 
@@ -61,6 +66,8 @@ typedef struct dflash_session_params {
     int32_t n_ctx;           /* context capacity in tokens; 0: min(training context, 4096) */
     int32_t max_batch;       /* tokens per forward call (prefill chunk); 0: 256 */
     bool kv_f32;             /* keep the KV cache in f32 instead of f16 */
+    int32_t block_size;      /* speculative block (bonus + drafts); 0: the drafter's own */
+    bool no_spec;            /* plain AR even when the model has a drafter */
 } dflash_session_params;
 
 dflash_session_params dflash_session_default_params(void);

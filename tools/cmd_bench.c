@@ -1,8 +1,10 @@
-/* dflash bench: speed of a model on this machine, AR decoding.
+/* dflash bench: speed of a model on this machine.
  *
- * Prefill tok/s over a prompt of random tokens, decode tok/s over n generated tokens, and
- * the decode weight bandwidth (bytes of weights read per token x tokens per second) next to
- * this machine's read bandwidth measured in the same run. */
+ * AR: prefill tok/s over a prompt, decode tok/s over n generated tokens, and the decode
+ * weight bandwidth (bytes of weights read per token x tokens per second) next to this
+ * machine's read bandwidth measured in the same run.
+ * With --draft: the same generation again with speculative decoding, reported against the
+ * AR run of this invocation (speedup, mean acceptance length, its histogram, time split). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,44 +16,79 @@
 #include "tools/membw.h"
 
 #define CMD "bench"
+#define DEFAULT_PROMPT "def quicksort(arr):\n    \"\"\"Sort a list of numbers.\"\"\"\n"
 
 static void usage(FILE *f) {
     fprintf(f, "usage: dflash bench -m MODEL.gguf [options]\n"
-               "  -p N         prompt tokens for the prefill measurement (default 256)\n"
-               "  -n N         tokens to decode (default 64)\n"
-               "  --reps N     repetitions; the best is reported (default 3)\n"
-               "  --threads N  CPU threads (default: all)\n"
+               "  --draft PATH   also measure speculative decoding with this drafter\n"
+               "  --block N      speculative block size (default: the drafter's)\n"
+               "  -P TEXT        prompt text (default: a code prompt; random ids without a tokenizer)\n"
+               "  -p N           prompt tokens when the prompt is random (default 256)\n"
+               "  -n N           tokens to decode (default 64)\n"
+               "  --reps N       repetitions; the best is reported (default 3)\n"
+               "  --threads N    CPU threads (default: all)\n"
                "  --membw-mib N  size of the bandwidth test buffer (default 1024)\n"
-               "  --json       one JSON object\n");
+               "  --json         one JSON object\n");
+}
+
+typedef struct run_result {
+    double prefill_tok_s, decode_tok_s;
+    dflash_gen_stats best; /* the repetition with the best decode speed */
+} run_result;
+
+static int measure(dflash_session *s, const int32_t *prompt, size_t n_prompt, int n_gen, int reps,
+                   run_result *out) {
+    dflash_gen_params gp = dflash_gen_default_params();
+    gp.n_predict = n_gen;
+    gp.ignore_eos = true;
+    memset(out, 0, sizeof *out);
+    for (int r = 0; r < reps; r++) {
+        dflash_gen_stats st;
+        if (dflash_session_reset(s) != 0) return 1;
+        if (dflash_generate(s, prompt, n_prompt, &gp, NULL, NULL, &st) != 0) return 1;
+        if (st.prefill_tok_s > out->prefill_tok_s) out->prefill_tok_s = st.prefill_tok_s;
+        if (st.decode_tok_s > out->decode_tok_s) {
+            out->decode_tok_s = st.decode_tok_s;
+            out->best = st;
+        }
+    }
+    return 0;
 }
 
 int cmd_bench(int argc, char **argv) {
     dflash_model_params mp = dflash_model_default_params();
-    long long n_prompt = 256, n_gen = 64, reps = 3, membw_mib = 1024;
+    long long n_prompt = 256, n_gen = 64, reps = 3, membw_mib = 1024, block = 0;
+    const char *prompt_text = NULL;
     bool json = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             return 0;
-        } else if (!strcmp(a, "--json")) {
+        }
+        if (!strcmp(a, "--json")) {
             json = true;
             continue;
         }
         if (!(v = cli_value(CMD, argc, argv, &i))) return 2;
-        long long n;
+        bool ok = true;
         if (!strcmp(a, "-m")) mp.path = v;
-        else if (!strcmp(a, "-p") && cli_int(CMD, a, v, 1, 1 << 20, &n)) n_prompt = n;
-        else if (!strcmp(a, "-n") && cli_int(CMD, a, v, 2, 1 << 20, &n)) n_gen = n;
-        else if (!strcmp(a, "--reps") && cli_int(CMD, a, v, 1, 100, &n)) reps = n;
-        else if (!strcmp(a, "--threads") && cli_int(CMD, a, v, 0, 1024, &n)) mp.n_threads = (int)n;
-        else if (!strcmp(a, "--membw-mib") && cli_int(CMD, a, v, 16, 1 << 16, &n)) membw_mib = n;
-        else {
-            if (strcmp(a, "-p") && strcmp(a, "-n") && strcmp(a, "--reps") && strcmp(a, "--threads") &&
-                strcmp(a, "--membw-mib"))
-                fprintf(stderr, "dflash bench: unknown option '%s'\n", a);
-            return 2;
+        else if (!strcmp(a, "--draft")) mp.draft_path = v;
+        else if (!strcmp(a, "-P")) prompt_text = v;
+        else if (!strcmp(a, "--block")) ok = cli_int(CMD, a, v, 2, 64, &block);
+        else if (!strcmp(a, "-p")) ok = cli_int(CMD, a, v, 1, 1 << 20, &n_prompt);
+        else if (!strcmp(a, "-n")) ok = cli_int(CMD, a, v, 2, 1 << 20, &n_gen);
+        else if (!strcmp(a, "--reps")) ok = cli_int(CMD, a, v, 1, 100, &reps);
+        else if (!strcmp(a, "--membw-mib")) ok = cli_int(CMD, a, v, 16, 1 << 16, &membw_mib);
+        else if (!strcmp(a, "--threads")) {
+            long long n;
+            ok = cli_int(CMD, a, v, 0, 1024, &n);
+            mp.n_threads = (int)n;
+        } else {
+            fprintf(stderr, "dflash bench: unknown option '%s'\n", a);
+            ok = false;
         }
+        if (!ok) return 2;
     }
     if (!mp.path) {
         usage(stderr);
@@ -62,32 +99,32 @@ int cmd_bench(int argc, char **argv) {
         fprintf(stderr, "dflash bench: %s\n", dflash_last_error());
         return 1;
     }
-    dflash_session_params sp = dflash_session_default_params();
-    sp.n_ctx = (int32_t)(n_prompt + n_gen + 8);
-    dflash_session *s;
-    if (dflash_session_create(m, &sp, &s) != 0) {
-        fprintf(stderr, "dflash bench: %s\n", dflash_last_error());
-        dflash_model_free(m);
-        return 1;
-    }
-    /* Random prompt tokens: speed does not depend on which tokens they are. */
-    int32_t *prompt = malloc((size_t)n_prompt * sizeof *prompt);
-    df_rng rng;
-    df_rng_seed(&rng, 1234);
-    for (long long i = 0; i < n_prompt; i++) prompt[i] = (int32_t)df_rng_below(&rng, (uint32_t)dflash_model_n_vocab(m));
-    dflash_gen_params gp = dflash_gen_default_params();
-    gp.n_predict = (int32_t)n_gen;
-    gp.ignore_eos = true;
-    double best_pp = 0, best_tg = 0;
+    int32_t *prompt = NULL;
+    size_t np = 0;
     int rc = 0;
-    for (long long r = 0; r < reps && rc == 0; r++) {
-        dflash_gen_stats st;
-        rc = dflash_session_reset(s);
-        if (rc == 0) rc = dflash_generate(s, prompt, (size_t)n_prompt, &gp, NULL, NULL, &st);
-        if (rc == 0) {
-            if (st.prefill_tok_s > best_pp) best_pp = st.prefill_tok_s;
-            if (st.decode_tok_s > best_tg) best_tg = st.decode_tok_s;
-        }
+    if (dflash_model_has_tokenizer(m)) {
+        const char *text = prompt_text ? prompt_text : DEFAULT_PROMPT;
+        rc = dflash_tokenize(m, text, strlen(text), true, &prompt, &np);
+    } else {
+        /* Random ids: AR speed does not depend on which tokens they are. */
+        np = (size_t)n_prompt;
+        prompt = malloc(np * sizeof *prompt);
+        df_rng rng;
+        df_rng_seed(&rng, 1234);
+        for (size_t i = 0; i < np; i++) prompt[i] = (int32_t)df_rng_below(&rng, (uint32_t)dflash_model_n_vocab(m));
+    }
+    dflash_session_params sp = dflash_session_default_params();
+    sp.n_ctx = (int32_t)(np + (size_t)n_gen + 64);
+    sp.block_size = (int32_t)block;
+    dflash_session *ar = NULL, *spec = NULL;
+    run_result r_ar = {0}, r_spec = {0};
+    sp.no_spec = true;
+    if (rc == 0) rc = dflash_session_create(m, &sp, &ar);
+    if (rc == 0) rc = measure(ar, prompt, np, (int)n_gen, (int)reps, &r_ar);
+    if (rc == 0 && dflash_model_has_drafter(m)) {
+        sp.no_spec = false;
+        rc = dflash_session_create(m, &sp, &spec);
+        if (rc == 0) rc = measure(spec, prompt, np, (int)n_gen, (int)reps, &r_spec);
     }
     if (rc != 0) fprintf(stderr, "dflash bench: %s\n", dflash_last_error());
     membw_result bw = {0};
@@ -97,26 +134,45 @@ int cmd_bench(int argc, char **argv) {
     }
     if (rc == 0) {
         double wbytes = (double)dflash_model_weight_bytes(m);
-        double decode_gbs = wbytes * best_tg / 1e9;
+        double decode_gbs = wbytes * r_ar.decode_tok_s / 1e9;
+        const dflash_gen_stats *ss = &r_spec.best;
+        double speedup = r_ar.decode_tok_s > 0 ? r_spec.decode_tok_s / r_ar.decode_tok_s : 0;
         if (json) {
-            printf("{\"model\":\"%s\",\"mode\":\"ar\",\"n_prompt\":%lld,\"n_gen\":%lld,"
-                   "\"prefill_tok_s\":%.2f,\"decode_tok_s\":%.2f,\"weight_bytes\":%.0f,"
-                   "\"decode_weight_gbs\":%.3f,\"mem_read_gbs\":%.3f,\"mem_copy_gbs\":%.3f,"
-                   "\"roofline_fraction\":%.4f}\n",
-                   mp.path, n_prompt, n_gen, best_pp, best_tg, wbytes, decode_gbs, bw.read_gbs,
-                   bw.copy_gbs, decode_gbs / bw.read_gbs);
+            printf("{\"model\":\"%s\",\"n_prompt\":%zu,\"n_gen\":%lld,\"prefill_tok_s\":%.2f,"
+                   "\"ar_tok_s\":%.2f,\"weight_bytes\":%.0f,\"decode_weight_gbs\":%.3f,"
+                   "\"mem_read_gbs\":%.3f,\"mem_copy_gbs\":%.3f,\"roofline_fraction\":%.4f",
+                   mp.path, np, n_gen, r_ar.prefill_tok_s, r_ar.decode_tok_s, wbytes, decode_gbs,
+                   bw.read_gbs, bw.copy_gbs, decode_gbs / bw.read_gbs);
+            if (spec)
+                printf(",\"draft\":\"%s\",\"spec_tok_s\":%.2f,\"speedup\":%.3f,\"mean_accept_len\":%.3f,"
+                       "\"n_verify\":%lld,\"draft_s\":%.4f,\"verify_s\":%.4f,\"decode_s\":%.4f",
+                       mp.draft_path, r_spec.decode_tok_s, speedup, ss->mean_accept_len,
+                       (long long)ss->n_verify, ss->draft_s, ss->verify_s, ss->decode_s);
+            printf("}\n");
         } else {
             printf("model            %s\n", mp.path);
-            printf("prefill          %.1f tok/s (%lld tokens)\n", best_pp, n_prompt);
-            printf("decode           %.1f tok/s (%lld tokens)\n", best_tg, n_gen);
+            printf("prefill          %.1f tok/s (%zu tokens)\n", r_ar.prefill_tok_s, np);
+            printf("decode (AR)      %.1f tok/s (%lld tokens)\n", r_ar.decode_tok_s, n_gen);
             printf("weights/token    %.1f MiB\n", wbytes / (1 << 20));
             printf("decode reads     %.2f GB/s of weights\n", decode_gbs);
             printf("memory read      %.2f GB/s (copy: %.2f GB/s, read + write)\n", bw.read_gbs, bw.copy_gbs);
             printf("roofline         %.1f%% of the read bandwidth\n", 100.0 * decode_gbs / bw.read_gbs);
+            if (spec) {
+                printf("decode (DFlash)  %.1f tok/s: %.2fx AR\n", r_spec.decode_tok_s, speedup);
+                printf("acceptance       %.2f tokens per verify over %lld verifies\n", ss->mean_accept_len,
+                       (long long)ss->n_verify);
+                printf("histogram        ");
+                for (int i = 0; i < 32; i++)
+                    if (ss->accept_hist[i]) printf("%d:%lld ", i + 1, (long long)ss->accept_hist[i]);
+                printf("(tokens committed: verifies)\n");
+                printf("time             draft %.3f s, verify %.3f s, other %.3f s\n", ss->draft_s,
+                       ss->verify_s, ss->decode_s - ss->draft_s - ss->verify_s);
+            }
         }
     }
     free(prompt);
-    dflash_session_free(s);
+    dflash_session_free(spec);
+    dflash_session_free(ar);
     dflash_model_free(m);
     return rc == 0 ? 0 : 1;
 }

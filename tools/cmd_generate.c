@@ -19,6 +19,8 @@ static void usage(FILE *f) {
             "  --top-k K  --top-p P  --min-p P  --seed S\n"
             "  --stop TEXT      stop string (repeatable)\n"
             "  --ignore-eos     keep going past end-of-generation tokens\n"
+            "  --draft PATH     DFlash drafter (GGUF or z-lab directory): speculative decoding\n"
+            "  --block N        speculative block size (default: the drafter's)\n"
             "  --ctx N          context size (default: min(training context, 4096))\n"
             "  --threads N      CPU threads (default: all)\n"
             "  --json           print one JSON object at the end instead of streaming\n");
@@ -97,6 +99,11 @@ int cmd_generate(int argc, char **argv) {
             return 2;
         } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
             mp.path = v;
+        } else if (!strcmp(a, "--draft")) {
+            mp.draft_path = v;
+        } else if (!strcmp(a, "--block")) {
+            if (!cli_int(CMD, a, v, 2, 64, &n)) return 2;
+            sp.block_size = (int32_t)n;
         } else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) {
             prompt = v;
         } else if (!strcmp(a, "--tokens")) {
@@ -170,6 +177,10 @@ int cmd_generate(int argc, char **argv) {
                                 o.len, "tokens", tokens, "n_prompt", stats.n_prompt, "n_gen",
                                 stats.n_gen, "prefill_tok_s", stats.prefill_tok_s, "decode_tok_s",
                                 stats.decode_tok_s, "stop", stop_name(stats.stop));
+        if (obj && stats.n_verify > 0) {
+            json_object_set_new(obj, "n_verify", json_integer(stats.n_verify));
+            json_object_set_new(obj, "mean_accept_len", json_real(stats.mean_accept_len));
+        }
         char *dump = obj ? json_dumps(obj, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
         if (dump) printf("%s\n", dump);
         else exit_code = 1;
@@ -180,6 +191,9 @@ int cmd_generate(int argc, char **argv) {
         fprintf(stderr, "dflash: %d prompt tokens at %.1f tok/s, %d generated at %.1f tok/s (stop: %s)\n",
                 stats.n_prompt, stats.prefill_tok_s, stats.n_gen, stats.decode_tok_s,
                 stop_name(stats.stop));
+        if (stats.n_verify > 0)
+            fprintf(stderr, "dflash: speculative: %lld verifies, %.2f tokens each; draft %.3f s, verify %.3f s\n",
+                    (long long)stats.n_verify, stats.mean_accept_len, stats.draft_s, stats.verify_s);
     }
     dflash_session_free(s);
     dflash_model_free(m);

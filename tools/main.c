@@ -15,6 +15,7 @@ static const struct {
     {"convert", cmd_convert, "convert a Hugging Face checkpoint to GGUF (f32 ... q4_k_m)"},
     {"generate", cmd_generate, "generate text or tokens from a prompt"},
     {"inspect", cmd_inspect, "show a model file's architecture, metadata and tensors"},
+    {"mkmodel", cmd_mkmodel, "write a random-weight model in a published model's shape (benchmarks)"},
     {"tokenize", cmd_tokenize, "text to token ids and back (tokenizer.json or GGUF)"},
 };
 

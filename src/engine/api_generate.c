@@ -6,7 +6,8 @@
 #include "engine/generate.h"
 
 dflash_session_params dflash_session_default_params(void) {
-    dflash_session_params p = {.n_ctx = 0, .max_batch = 0, .kv_f32 = false};
+    dflash_session_params p = {.n_ctx = 0, .max_batch = 0, .kv_f32 = false, .block_size = 0,
+                               .no_spec = false};
     return p;
 }
 
@@ -21,8 +22,16 @@ int dflash_session_create(dflash_model *m, const dflash_session_params *p, dflas
     s->m = m;
     df_status st = df_qwen35_state_create(m->target, n_ctx, max_batch,
                                           p->kv_f32 ? DF_KV_F32 : DF_KV_F16, &s->st);
+    if (st == DF_OK && m->draft && !p->no_spec) {
+        int64_t block = p->block_size > 0 ? p->block_size : m->draft->hp.block_size;
+        if (block > m->draft->hp.block_size)
+            st = df_fail(DF_ERR_INVALID, "block size %lld is larger than the drafter's %lld",
+                         (long long)block, (long long)m->draft->hp.block_size);
+        if (st == DF_OK) st = df_dflash_drafter_create(m->draft, m->target, n_ctx, block, &s->drafter);
+        if (st == DF_OK) st = df_spec_create(s->st, &s->drafter->base, (int)block, DF_STATE_F32, &s->spec);
+    }
     if (st != DF_OK) {
-        free(s);
+        dflash_session_free(s);
         return (int)st;
     }
     *out = s;
@@ -31,11 +40,16 @@ int dflash_session_create(dflash_model *m, const dflash_session_params *p, dflas
 
 void dflash_session_free(dflash_session *s) {
     if (!s) return;
+    df_spec_free(s->spec);
+    df_dflash_drafter_free(s->drafter);
     df_qwen35_state_free(s->st);
     free(s);
 }
 
-int dflash_session_reset(dflash_session *s) { return (int)df_qwen35_state_reset(s->st); }
+int dflash_session_reset(dflash_session *s) {
+    if (s->drafter) s->drafter->base.reset(s->drafter->base.self);
+    return (int)df_qwen35_state_reset(s->st);
+}
 
 dflash_gen_params dflash_gen_default_params(void) {
     dflash_gen_params p = {.n_predict = 128, .temperature = 0.0f, .top_k = 0, .top_p = 1.0f,
@@ -50,7 +64,7 @@ int dflash_generate(dflash_session *s, const int32_t *prompt, size_t n_prompt,
     dflash_gen_stats local;
     df_gen_request r = {.prompt = prompt, .n_prompt = n_prompt, .p = p, .cb = cb, .user = user,
                         .tok = s->m->tok, .eog = s->m->eog, .n_eog = s->m->n_eog};
-    return (int)df_generate(s->st, NULL, &r, stats ? stats : &local);
+    return (int)df_generate(s->st, s->spec, &r, stats ? stats : &local);
 }
 
 int dflash_generate_text(dflash_session *s, const char *prompt, const dflash_gen_params *p,

@@ -9,7 +9,7 @@ const char *dflash_last_error(void) { return df_last_error(); }
 const char *dflash_version(void) { return "0.1.0"; }
 
 dflash_model_params dflash_model_default_params(void) {
-    dflash_model_params p = {.path = NULL, .n_threads = 0};
+    dflash_model_params p = {.path = NULL, .draft_path = NULL, .n_threads = 0};
     return p;
 }
 
@@ -52,6 +52,12 @@ int dflash_model_load(const dflash_model_params *p, dflash_model **out) {
         st = df_tokenizer_from_gguf(m->gguf, &m->tok);
         if (st != DF_OK) df_fail_context(st, "%s: tokenizer", p->path);
     }
+    if (st == DF_OK && p->draft_path) {
+        st = df_dflash_draft_open(p->draft_path, m->be, &m->draft);
+        /* Refuse a drafter that cannot serve this target now, not at the first session. */
+        if (st == DF_OK) st = df_dflash_draft_check_target(m->draft, &m->target->hp);
+        if (st != DF_OK) df_fail_context(st, "drafter %s", p->draft_path);
+    }
     if (st != DF_OK) {
         dflash_model_free(m);
         return (int)st;
@@ -64,6 +70,7 @@ int dflash_model_load(const dflash_model_params *p, dflash_model **out) {
 
 void dflash_model_free(dflash_model *m) {
     if (!m) return;
+    df_dflash_draft_free(m->draft);
     df_qwen35_free(m->target);
     df_tokenizer_free(m->tok);
     df_backend_destroy(m->be);
@@ -75,6 +82,10 @@ int32_t dflash_model_n_vocab(const dflash_model *m) { return (int32_t)m->target-
 int32_t dflash_model_n_ctx_train(const dflash_model *m) { return (int32_t)m->target->hp.n_ctx_train; }
 uint64_t dflash_model_weight_bytes(const dflash_model *m) { return m->weight_bytes; }
 bool dflash_model_has_tokenizer(const dflash_model *m) { return m->tok != NULL; }
+bool dflash_model_has_drafter(const dflash_model *m) { return m->draft != NULL; }
+int32_t dflash_model_draft_block(const dflash_model *m) {
+    return m->draft ? (int32_t)m->draft->hp.block_size : 0;
+}
 
 bool dflash_model_is_eog(const dflash_model *m, int32_t token) {
     for (int i = 0; i < m->n_eog; i++)

@@ -4,6 +4,7 @@
 #define DF_ENGINE_ENGINE_H
 
 #include "dflash.h"
+#include "engine/drafter_dflash.h"
 #include "engine/sampling.h"
 #include "format/gguf.h"
 #include "model/qwen35.h"
@@ -16,6 +17,7 @@ struct dflash_model {
     df_backend *be;
     df_qwen35 *target;
     df_tokenizer *tok;       /* NULL for models without tokenizer metadata */
+    df_dflash_draft *draft;  /* NULL without a drafter */
     int32_t eog[DF_MAX_EOG]; /* end-of-generation ids */
     int n_eog;
     uint64_t weight_bytes;
@@ -24,7 +26,8 @@ struct dflash_model {
 struct dflash_session {
     dflash_model *m;
     df_qwen35_state *st;
+    df_dflash_drafter *drafter; /* NULL: plain AR */
+    df_spec *spec;
 };
 
-/* Text of a token for streaming, appended through the detokenizer stream. */
 #endif

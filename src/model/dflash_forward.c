@@ -1,0 +1,184 @@
+/* The drafter's two passes, written once against the backend op table.
+ *
+ * commit (context rows, positions c .. c+m-1; run once per accepted target token):
+ *     f = hidden_norm(fc(features))
+ *     per layer: K = rope(k_norm(wk f)), V = wv f  ->  the layer's cache
+ * draft (block [bonus, MASK...], positions c .. c+n-1):
+ *     x = target embedding(block)
+ *     per layer: h = attn_norm(x)
+ *                q = rope(q_norm(wq h)), k = rope(k_norm(wk h)), v = wv h
+ *                x += wo(attention(q; context rows + block rows))
+ *                x += down(silu(gate(ffn_norm(x))) * up(ffn_norm(x)))
+ *     logits of rows 1 .. n-1 = target LM head(output_norm(x))
+ *
+ * Every projection and norm works row by row, and the attention kernels walk rows by
+ * position, so a context row's K/V and a step's logits do not depend on how the context
+ * was split into commits: committing incrementally equals committing from scratch, bit
+ * for bit. The block rows a step writes into the caches sit at positions >= c, which the
+ * next commit overwrites and no read looks at before then. */
+#include "model/dflash_draft.h"
+
+#define OPS (be->ops)
+
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+static df_status upload_positions(df_dflash_state *s, int64_t pos0, int64_t n) {
+    df_backend *be = s->d->be;
+    int32_t buf[256];
+    for (int64_t t0 = 0; t0 < n; t0 += 256) {
+        const int64_t m = min64(n - t0, 256);
+        for (int64_t i = 0; i < m; i++) buf[i] = (int32_t)(pos0 + t0 + i);
+        DF_TRY(OPS->upload(be, s->pos + t0, buf, (size_t)m * sizeof(int32_t)));
+    }
+    return DF_OK;
+}
+
+/* Writes rows for positions pos0 .. pos0 + n - 1 into layer l's ring (n <= ring size, so
+ * the rows wrap at most once). */
+static df_status ring_write(df_dflash_state *s, int64_t l, const df_heads *k, const df_heads *v,
+                            int64_t pos0) {
+    df_backend *be = s->d->be;
+    df_kv_cache *c = &s->kv[l];
+    const int64_t n = k->n_tok, row = pos0 % c->n_ctx, n1 = min64(n, c->n_ctx - row);
+    df_heads k1 = *k, v1 = *v;
+    k1.n_tok = v1.n_tok = n1;
+    DF_TRY(OPS->kv_write(be, c, &k1, &v1, row));
+    if (n1 == n) return DF_OK;
+    df_heads k2 = *k, v2 = *v;
+    k2.data += n1 * k->tok_stride;
+    v2.data += n1 * v->tok_stride;
+    k2.n_tok = v2.n_tok = n - n1;
+    return OPS->kv_write(be, c, &k2, &v2, 0);
+}
+
+/* ---- commit ---- */
+
+/* m <= s->chunk rows of packed features (backend memory). */
+static df_status commit_rows(df_dflash_state *s, const float *feat, int64_t m) {
+    const df_dflash_draft *d = s->d;
+    const df_dflash_hparams *hp = &d->hp;
+    df_backend *be = d->be;
+    const int64_t E = hp->n_embd, D = hp->head_dim, kvd = hp->n_head_kv * D;
+    const int64_t pos0 = s->n_committed;
+    DF_TRY(OPS->matmul(be, feat, m, &d->fc, s->x));
+    DF_TRY(OPS->rmsnorm(be, s->x, E, s->x, E, m, E, d->hidden_norm.data, hp->rms_eps));
+    DF_TRY(upload_positions(s, pos0, m));
+    for (int64_t l = 0; l < hp->n_layer; l++) {
+        const df_dflash_layer *L = &d->layers[l];
+        /* No attn_norm here: the reference projects the fused features directly. */
+        DF_TRY(OPS->matmul(be, s->x, m, &L->wk, s->k));
+        DF_TRY(OPS->matmul(be, s->x, m, &L->wv, s->v));
+        df_heads k = {s->k, m, hp->n_head_kv, D, kvd, D};
+        df_heads v = {s->v, m, hp->n_head_kv, D, kvd, D};
+        DF_TRY(OPS->rmsnorm_heads(be, &k, L->k_norm.data, hp->rms_eps));
+        DF_TRY(OPS->rope(be, &k, s->pos, d->inv_freq, D));
+        DF_TRY(ring_write(s, l, &k, &v, pos0));
+    }
+    s->n_committed += m;
+    return DF_OK;
+}
+
+static df_status check_room(const df_dflash_state *s, int64_t n_rows) {
+    if (n_rows < 0 || n_rows > s->n_ctx - s->n_committed)
+        return df_fail(DF_ERR_INVALID, "dflash commit: %lld rows do not fit (%lld of %lld "
+                       "context rows used)", (long long)n_rows, (long long)s->n_committed,
+                       (long long)s->n_ctx);
+    return DF_OK;
+}
+
+df_status df_dflash_state_commit_packed(df_dflash_state *s, const float *feat, int64_t n_rows) {
+    DF_TRY(check_room(s, n_rows));
+    const int64_t width = s->d->hp.n_capture * s->d->hp.n_embd;
+    for (int64_t r0 = 0; r0 < n_rows; r0 += s->chunk)
+        DF_TRY(commit_rows(s, feat + r0 * width, min64(n_rows - r0, s->chunk)));
+    return DF_OK;
+}
+
+df_status df_dflash_state_commit(df_dflash_state *s, const float *const *hidden, int64_t n_rows) {
+    DF_TRY(check_room(s, n_rows));
+    const df_dflash_hparams *hp = &s->d->hp;
+    df_backend *be = s->d->be;
+    const int64_t E = hp->n_embd, nc = hp->n_capture;
+    const size_t row_bytes = (size_t)E * sizeof(float);
+    for (int64_t r0 = 0; r0 < n_rows; r0 += s->chunk) {
+        const int64_t m = min64(n_rows - r0, s->chunk);
+        /* fc wants each row's captures side by side, in layer_ids order. */
+        for (int64_t r = 0; r < m; r++)
+            for (int64_t i = 0; i < nc; i++)
+                DF_TRY(OPS->copy(be, s->feat + (r * nc + i) * E, hidden[i] + (r0 + r) * E, row_bytes));
+        DF_TRY(commit_rows(s, s->feat, m));
+    }
+    return DF_OK;
+}
+
+/* ---- draft ---- */
+
+static df_status attention(df_dflash_state *s, int64_t l, int64_t n, df_heads *q, df_heads *k,
+                           df_heads *v) {
+    const df_dflash_hparams *hp = &s->d->hp;
+    df_backend *be = s->d->be;
+    const int64_t D = hp->head_dim, qd = hp->n_head * D, pos0 = s->n_committed;
+    const df_heads out = {s->attn, n, hp->n_head, D, qd, D};
+    if (!hp->sliding[l]) {
+        /* A full layer's cache is linear (row = position), which is the target's attention
+         * op exactly: write the block rows at pos0, attend to rows < pos0 + n (causal: to
+         * rows <= own position). */
+        df_attn_args a = {.q = *q, .gate = NULL, .k_new = k, .v_new = v, .cache = &s->kv[l],
+                          .pos0 = pos0, .causal = hp->causal[l], .scale = 0.0f, .out = out};
+        return OPS->attention(be, &a);
+    }
+    DF_TRY(ring_write(s, l, k, v, pos0));
+    df_window_attn_args a = {.q = *q, .cache = &s->kv[l], .q_pos0 = pos0, .kv_end = pos0 + n,
+                             .causal = hp->causal[l], .window = hp->sliding_window,
+                             .scale = 0.0f, .out = out};
+    return OPS->attention_window(be, &a);
+}
+
+df_status df_dflash_state_draft(df_dflash_state *s, int32_t bonus, int64_t n) {
+    const df_dflash_draft *d = s->d;
+    const df_dflash_hparams *hp = &d->hp;
+    df_backend *be = d->be;
+    const int64_t E = hp->n_embd, D = hp->head_dim, F = hp->n_ff;
+    const int64_t qd = hp->n_head * D, kvd = hp->n_head_kv * D;
+    if (n < 2 || n > s->block_size)
+        return df_fail(DF_ERR_INVALID, "dflash draft: a block of %lld tokens (the state takes "
+                       "2..%lld)", (long long)n, (long long)s->block_size);
+    if (bonus < 0 || bonus >= s->n_vocab)
+        return df_fail(DF_ERR_INVALID, "dflash draft: bonus token %d outside the vocabulary (%lld)",
+                       bonus, (long long)s->n_vocab);
+    int32_t ids[1024];
+    ids[0] = bonus;
+    for (int64_t i = 1; i < n; i++) ids[i] = hp->mask_token_id;
+    DF_TRY(OPS->upload(be, s->ids, ids, (size_t)n * sizeof(int32_t)));
+    DF_TRY(upload_positions(s, s->n_committed, n));
+    DF_TRY(OPS->get_rows(be, s->tok_embd, s->ids, n, s->x));
+
+    for (int64_t l = 0; l < hp->n_layer; l++) {
+        const df_dflash_layer *L = &d->layers[l];
+        DF_TRY(OPS->rmsnorm(be, s->x, E, s->h, E, n, E, L->attn_norm.data, hp->rms_eps));
+        DF_TRY(OPS->matmul(be, s->h, n, &L->wq, s->q));
+        DF_TRY(OPS->matmul(be, s->h, n, &L->wk, s->k));
+        DF_TRY(OPS->matmul(be, s->h, n, &L->wv, s->v));
+        df_heads q = {s->q, n, hp->n_head, D, qd, D};
+        df_heads k = {s->k, n, hp->n_head_kv, D, kvd, D};
+        df_heads v = {s->v, n, hp->n_head_kv, D, kvd, D};
+        DF_TRY(OPS->rmsnorm_heads(be, &q, L->q_norm.data, hp->rms_eps));
+        DF_TRY(OPS->rmsnorm_heads(be, &k, L->k_norm.data, hp->rms_eps));
+        DF_TRY(OPS->rope(be, &q, s->pos, d->inv_freq, D));
+        DF_TRY(OPS->rope(be, &k, s->pos, d->inv_freq, D));
+        DF_TRY(attention(s, l, n, &q, &k, &v));
+        DF_TRY(OPS->matmul(be, s->attn, n, &L->wo, s->proj));
+        DF_TRY(OPS->add(be, s->x, s->proj, s->x, n * E));
+
+        DF_TRY(OPS->rmsnorm(be, s->x, E, s->h, E, n, E, L->ffn_norm.data, hp->rms_eps));
+        DF_TRY(OPS->matmul(be, s->h, n, &L->ffn_gate, s->ff_a));
+        DF_TRY(OPS->matmul(be, s->h, n, &L->ffn_up, s->ff_b));
+        DF_TRY(OPS->swiglu(be, s->ff_a, s->ff_b, s->ff_a, n * F));
+        DF_TRY(OPS->matmul(be, s->ff_a, n, &L->ffn_down, s->proj));
+        DF_TRY(OPS->add(be, s->x, s->proj, s->x, n * E));
+    }
+    /* Row 0 (the bonus) predicts nothing: logits for rows 1 .. n-1 only. */
+    DF_TRY(OPS->rmsnorm(be, s->x + E, E, s->h, E, n - 1, E, d->output_norm.data, hp->rms_eps));
+    DF_TRY(OPS->matmul(be, s->h, n - 1, s->lm_head, s->logits));
+    return OPS->argmax_rows(be, s->logits, n - 1, s->n_vocab, s->n_vocab, s->argmax);
+}
