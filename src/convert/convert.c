@@ -25,6 +25,7 @@ static const struct {
 } g_converters[] = {
     {"Qwen3_5ForCausalLM", df_convert_qwen35},
     {"Qwen3_5ForConditionalGeneration", df_convert_qwen35},
+    {"DFlashDraftModel", df_convert_dflash},
 };
 
 void df_convert_opts_init(df_convert_opts *o) {

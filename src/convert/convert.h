@@ -14,6 +14,8 @@
  *
  * Architectures (config.json "architectures"):
  *   Qwen3_5ForCausalLM, Qwen3_5ForConditionalGeneration   -> "qwen35" (docs/QWEN35_FORMAT.md)
+ *   DFlashDraftModel (z-lab DFlash drafters)             -> "qwen35-dflash-draft"
+ *                                                            (docs/DFLASH_DRAFTER.md §3)
  * Each architecture lives in its own convert_<arch>.c and is listed in convert.c's table. */
 #ifndef DF_CONVERT_CONVERT_H
 #define DF_CONVERT_CONVERT_H
@@ -60,5 +62,11 @@ df_status df_convert(const char *hf_dir, const char *out_path, const df_convert_
 /* The qwen35 converter itself (Qwen3_5ForCausalLM / Qwen3_5ForConditionalGeneration);
  * refuses any other architecture. */
 df_status df_convert_qwen35(const char *hf_dir, const char *out_path, const df_convert_opts *opts);
+
+/* The DFlash drafter converter (DFlashDraftModel): a drafter directory to a lucebox-style
+ * "qwen35-dflash-draft" GGUF (convert_dflash.c); refuses configs that the drafter loader
+ * refuses, and rope_theta is never defaulted. Matrices take opts->type (q4_k_m: Q4_K for all,
+ * as lucebox writes drafters); norms stay f32. */
+df_status df_convert_dflash(const char *hf_dir, const char *out_path, const df_convert_opts *opts);
 
 #endif
