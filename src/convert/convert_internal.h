@@ -78,7 +78,8 @@ typedef struct df_conv_perm {
 
 typedef struct df_conv_tensor {
     char name[DF_GGUF_MAX_NAME];
-    const df_st_tensor *src;       /* in the checkpoint, which outlives the plan */
+    const df_st_tensor *src;       /* in the checkpoint, which outlives the plan; NULL when
+                                      the rows come from elsewhere (mkmodel) */
     int n_dims;                    /* of the GGUF tensor */
     int64_t ne[DF_GGUF_MAX_DIMS];  /* GGUF order: ne[0] = the source's last (contiguous) dim */
     df_conv_op op;
@@ -101,6 +102,50 @@ static inline int64_t df_conv_tensor_rows(const df_conv_tensor *t) {
     for (int d = 1; d < t->n_dims; d++) n *= t->ne[d];
     return n;
 }
+
+/* ---- qwen35 (convert_qwen35.c) --------------------------------------------------------------
+ * What a qwen35 file is, given its hyperparameters: the metadata keys and the list of tensors
+ * (GGUF name, the Hugging Face tensor it comes from, shape, transform). The converter reads
+ * the hyperparameters from config.json and binds each tensor to the checkpoint; `dflash
+ * mkmodel` (mkmodel.c) fills them from a preset and generates the weights instead. */
+typedef struct df_q35_hparams {
+    int64_t n_layer, n_embd, n_ff, n_head, n_head_kv, head_dim, n_vocab;
+    int64_t n_ctx;               /* -1 when the config gives none */
+    double eps, rope_theta, rotary_factor;
+    int64_t rot_dim;             /* df_q35_rot_dim(head_dim, rotary_factor) */
+    int32_t sections[4];
+    int64_t conv_kernel, d_k, n_k, n_v, d_v;
+    int64_t interval;            /* layer il is full attention iff (il + 1) % interval == 0 */
+    bool tied;                   /* tie_word_embeddings */
+} df_q35_hparams;
+
+static inline bool df_q35_is_full(const df_q35_hparams *hp, int64_t il) { return (il + 1) % hp->interval == 0; }
+/* llama.cpp's int(head_dim * partial_rotary_factor): truncation. */
+static inline int64_t df_q35_rot_dim(int64_t head_dim, double factor) { return (int64_t)((double)head_dim * factor); }
+
+/* Every qwen35.* / general.* key the converter writes (no tokenizer keys). */
+df_status df_q35_write_metadata(df_gguf_writer *w, const df_q35_hparams *hp, const char *model_name,
+                                df_convert_type type);
+
+/* One GGUF tensor of the model, described by its Hugging Face source. */
+typedef struct df_q35_spec {
+    const char *hf;        /* HF name after the text prefix (or a full name when absolute) */
+    bool absolute;         /* hf is not under the text prefix (lm_head.weight) */
+    int n;                 /* expected PyTorch rank */
+    int64_t shape[3];      /* expected PyTorch shape */
+    bool squeeze_mid;      /* conv1d [C, 1, K] is stored as [C, K] */
+    df_conv_op op;
+    df_conv_perm rows, cols;
+} df_q35_spec;
+
+/* The GGUF shape of a spec (ne order, the squeezed conv1d as 2-D). */
+void df_q35_spec_ne(const df_q35_spec *s, int *n_dims, int64_t ne[DF_GGUF_MAX_DIMS]);
+
+/* Calls fn for every tensor of the file in file order: token_embd, the blocks in layer order,
+ * output_norm, then output.weight when with_output. layer is -1 outside the blocks. Stops at
+ * and returns the first failure. */
+typedef df_status (*df_q35_tensor_fn)(void *ctx, int layer, const char *gguf_name, const df_q35_spec *s);
+df_status df_q35_each_tensor(const df_q35_hparams *hp, bool with_output, df_q35_tensor_fn fn, void *ctx);
 
 /* ---- transforms (tensor_transforms.c) ------------------------------------------------------ */
 
@@ -133,8 +178,15 @@ df_status df_conv_assign_types(df_conv_plan *p, df_convert_type choice, FILE *lo
 /* Declares every planned tensor on w (before write_header). */
 df_status df_conv_declare_tensors(const df_conv_plan *p, df_gguf_writer *w);
 /* After write_header: converts and writes every tensor in plan order, in row chunks spread
- * over n_threads. */
+ * over n_threads (rows from the checkpoint: df_conv_make_row). */
 df_status df_conv_write_tensors(const df_conv_plan *p, df_gguf_writer *w, const df_convert_opts *o);
+
+/* The same streaming writer with rows from anywhere: fn makes output row r of plan tensor
+ * index i (t->ne[0] floats) into dst, with tmp as scratch of the same size. fn is called from
+ * several threads at once, for distinct rows. label names the work on the progress display. */
+typedef void (*df_conv_row_fn)(void *ctx, size_t i, const df_conv_tensor *t, int64_t r, float *dst, float *tmp);
+df_status df_conv_write_rows(const df_conv_plan *p, df_gguf_writer *w, const df_convert_opts *o, const char *label,
+                             df_conv_row_fn fn, void *ctx);
 
 /* The tokenizer.ggml.* keys from hf_dir's tokenizer.json / tokenizer_config.json /
  * chat_template.jinja, padded to n_vocab; one notice and nothing written without a

@@ -14,18 +14,11 @@
 
 #define ARCH "qwen35"
 
-typedef struct q35_hp {
-    int64_t n_layer, n_embd, n_ff, n_head, n_head_kv, head_dim, n_vocab;
-    int64_t n_ctx;               /* -1 when the config gives none */
-    double eps, rope_theta, rotary_factor;
-    int64_t rot_dim;
-    int32_t sections[4];
-    int64_t conv_kernel, d_k, n_k, n_v, d_v;
-    int64_t interval;            /* layer il is full attention iff (il + 1) % interval == 0 */
-    bool tied;                   /* tie_word_embeddings */
-} q35_hp;
+/* The hyperparameters and the tensor spec are shared with mkmodel (convert_internal.h). */
+typedef df_q35_hparams q35_hp;
+typedef df_q35_spec q35_spec;
 
-static bool q35_is_full(const q35_hp *hp, int64_t il) { return (il + 1) % hp->interval == 0; }
+static bool q35_is_full(const q35_hp *hp, int64_t il) { return df_q35_is_full(hp, il); }
 
 /* ---- hyperparameters --------------------------------------------------------------------- */
 
@@ -73,7 +66,7 @@ static df_status read_rope(const df_conv_cfg *c, q35_hp *hp) {
         snprintf(key, sizeof key, "%s.partial_rotary_factor", rp);
         DF_TRY(df_conv_float_or(c, key, 0.25, &hp->rotary_factor));
     }
-    hp->rot_dim = (int64_t)((double)hp->head_dim * hp->rotary_factor); /* Python's int(): truncation */
+    hp->rot_dim = df_q35_rot_dim(hp->head_dim, hp->rotary_factor);
     if (!(hp->rotary_factor > 0.0) || hp->rot_dim <= 0 || hp->rot_dim > hp->head_dim)
         return df_fail(DF_ERR_FORMAT, "%s: partial_rotary_factor %g gives %lld rotary dims of a %lld-dim head", c->path,
                        hp->rotary_factor, (long long)hp->rot_dim, (long long)hp->head_dim);
@@ -210,7 +203,7 @@ static df_status read_hparams(const df_conv_cfg *c, q35_hp *hp) {
 
 /* ---- metadata ------------------------------------------------------------------------------ */
 
-static df_status write_metadata(df_gguf_writer *w, const q35_hp *hp, const char *model_name, df_convert_type type) {
+df_status df_q35_write_metadata(df_gguf_writer *w, const q35_hp *hp, const char *model_name, df_convert_type type) {
     df_status st = df_gguf_writer_add_str(w, "general.architecture", ARCH);
     if (st == DF_OK) st = df_gguf_writer_add_str(w, "general.name", model_name);
     if (st == DF_OK) st = df_gguf_writer_add_u32(w, "general.file_type", df_convert_file_type(type));
@@ -248,7 +241,6 @@ typedef struct q35_builder {
     const df_ckpt *ck;
     bool *used;          /* per checkpoint entry */
     const char *prefix;  /* "model." or "model.language_model." */
-    const q35_hp *hp;
     df_conv_plan *plan;
 } q35_builder;
 
@@ -270,17 +262,8 @@ static void shape_str(char *buf, size_t cap, int n, const int64_t *d) {
     if (at < cap) snprintf(buf + at, cap - at, "]");
 }
 
-typedef struct q35_spec {
-    const char *hf;        /* HF name after the text prefix (or a full name when absolute) */
-    bool absolute;         /* hf is not under the text prefix (lm_head.weight) */
-    int n;                 /* expected PyTorch rank */
-    int64_t shape[3];      /* expected PyTorch shape */
-    bool squeeze_mid;      /* conv1d [C, 1, K] is stored as [C, K] */
-    df_conv_op op;
-    df_conv_perm rows, cols;
-} q35_spec;
-
-static df_status plan_one(q35_builder *b, int layer, const char *gguf_name, const q35_spec *s) {
+static df_status plan_one(void *ctx, int layer, const char *gguf_name, const q35_spec *s) {
+    q35_builder *b = ctx;
     char hf[256];
     if (s->absolute) snprintf(hf, sizeof hf, "%s", s->hf);
     else if (layer >= 0) snprintf(hf, sizeof hf, "%slayers.%d.%s", b->prefix, layer, s->hf);
@@ -330,14 +313,13 @@ static df_status plan_one(q35_builder *b, int layer, const char *gguf_name, cons
 
 #define SPEC(...) (&(q35_spec){__VA_ARGS__})
 
-static df_status plan_layer(q35_builder *b, int il) {
-    const q35_hp *hp = b->hp;
+static df_status each_layer_tensor(const q35_hp *hp, int il, df_q35_tensor_fn fn, void *ctx) {
     const int64_t H = hp->n_embd, F = hp->n_ff;
     char g[DF_GGUF_MAX_NAME];
 #define ADD(gguf_suffix, spec)                                           \
     do {                                                                 \
         snprintf(g, sizeof g, "blk.%d." gguf_suffix, il);                \
-        DF_TRY(plan_one(b, il, g, spec));                                \
+        DF_TRY(fn(ctx, il, g, spec));                                    \
     } while (0)
 
     ADD("attn_norm.weight", SPEC(.hf = "input_layernorm.weight", .n = 1, .shape = {H}, .op = DF_CONV_OP_PLUS_ONE));
@@ -378,6 +360,28 @@ static df_status plan_layer(q35_builder *b, int il) {
     return DF_OK;
 }
 
+void df_q35_spec_ne(const df_q35_spec *s, int *n_dims, int64_t ne[DF_GGUF_MAX_DIMS]) {
+    int64_t shape[3] = {s->shape[0], s->shape[1], s->shape[2]};
+    int n = s->n;
+    if (s->squeeze_mid) { /* [C, 1, K] -> [C, K] */
+        shape[1] = shape[2];
+        n = 2;
+    }
+    for (int d = 0; d < DF_GGUF_MAX_DIMS; d++) ne[d] = d < n ? shape[n - 1 - d] : 1;
+    *n_dims = n;
+}
+
+df_status df_q35_each_tensor(const df_q35_hparams *hp, bool with_output, df_q35_tensor_fn fn, void *ctx) {
+    DF_TRY(fn(ctx, -1, "token_embd.weight", SPEC(.hf = "embed_tokens.weight", .n = 2, .shape = {hp->n_vocab, hp->n_embd})));
+    for (int il = 0; il < (int)hp->n_layer; il++) DF_TRY(each_layer_tensor(hp, il, fn, ctx));
+    DF_TRY(fn(ctx, -1, "output_norm.weight",
+              SPEC(.hf = "norm.weight", .n = 1, .shape = {hp->n_embd}, .op = DF_CONV_OP_PLUS_ONE)));
+    if (with_output)
+        DF_TRY(fn(ctx, -1, "output.weight",
+                  SPEC(.hf = "lm_head.weight", .absolute = true, .n = 2, .shape = {hp->n_vocab, hp->n_embd})));
+    return DF_OK;
+}
+
 static bool starts_with(const char *s, const char *prefix) { return !strncmp(s, prefix, strlen(prefix)); }
 
 static bool ends_with(const char *s, const char *suffix) {
@@ -402,17 +406,11 @@ static df_status build_plan(q35_builder *b, q35_hp *hp, FILE *log) {
         hp->n_vocab = e->shape[0];
     }
 
-    DF_TRY(plan_one(b, -1, "token_embd.weight",
-                    SPEC(.hf = "embed_tokens.weight", .n = 2, .shape = {hp->n_vocab, hp->n_embd})));
-    for (int il = 0; il < (int)hp->n_layer; il++) DF_TRY(plan_layer(b, il));
-    DF_TRY(plan_one(b, -1, "output_norm.weight",
-                    SPEC(.hf = "norm.weight", .n = 1, .shape = {hp->n_embd}, .op = DF_CONV_OP_PLUS_ONE)));
     /* Like llama.cpp: output.weight exactly when the checkpoint has lm_head.weight; without it
      * the runtime uses token_embd. */
-    if (ckpt_index(ck, "lm_head.weight") >= 0) {
-        DF_TRY(plan_one(b, -1, "output.weight",
-                        SPEC(.hf = "lm_head.weight", .absolute = true, .n = 2, .shape = {hp->n_vocab, hp->n_embd})));
-    } else if (!hp->tied) {
+    const bool has_lm_head = ckpt_index(ck, "lm_head.weight") >= 0;
+    DF_TRY(df_q35_each_tensor(hp, has_lm_head, plan_one, b));
+    if (!has_lm_head && !hp->tied) {
         return df_fail(DF_ERR_NOT_FOUND,
                        "%s: the checkpoint has no tensor 'lm_head.weight', and config.json does not tie the word "
                        "embeddings (tie_word_embeddings is false)",
@@ -486,7 +484,7 @@ df_status df_convert_qwen35(const char *hf_dir, const char *out_path, const df_c
         st = df_fail(DF_ERR_NOMEM, "convert: out of memory");
         goto done;
     }
-    q35_builder b = {.ck = ck, .used = used, .hp = &hp, .plan = &plan};
+    q35_builder b = {.ck = ck, .used = used, .plan = &plan};
     st = build_plan(&b, &hp, log);
     if (st == DF_OK) st = df_conv_assign_types(&plan, opts->type, log);
     if (st != DF_OK) goto done;
@@ -498,7 +496,7 @@ df_status df_convert_qwen35(const char *hf_dir, const char *out_path, const df_c
         goto done;
     }
     st = df_gguf_writer_create(out_path, &w);
-    if (st == DF_OK) st = write_metadata(w, &hp, model_name, opts->type);
+    if (st == DF_OK) st = df_q35_write_metadata(w, &hp, model_name, opts->type);
     if (st == DF_OK) st = df_conv_add_tokenizer(&c, hp.n_vocab, w, log);
     if (st == DF_OK) st = df_conv_declare_tensors(&plan, w);
     if (st == DF_OK) st = df_gguf_writer_write_header(w);

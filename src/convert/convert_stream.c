@@ -36,6 +36,9 @@ static void release_source(const df_st_tensor *src) {
 
 typedef struct chunk_job {
     const df_conv_tensor *t;
+    size_t index;    /* of t in the plan */
+    df_conv_row_fn make_row;
+    void *make_ctx;
     df_quant_fn quantize;
     int64_t row0, n_rows;
     size_t row_size;
@@ -49,12 +52,23 @@ static void convert_rows(void *ctx, int task, int n_tasks) {
     const int64_t ne0 = j->t->ne[0];
     float *row = j->scratch[task], *tmp = row + ne0;
     for (int64_t i = a; i < b; i++) {
-        df_conv_make_row(j->t, j->row0 + i, row, tmp);
+        j->make_row(j->make_ctx, j->index, j->t, j->row0 + i, row, tmp);
         j->quantize(row, j->out + (size_t)i * j->row_size, ne0);
     }
 }
 
+static void checkpoint_row(void *ctx, size_t i, const df_conv_tensor *t, int64_t r, float *dst, float *tmp) {
+    (void)ctx;
+    (void)i;
+    df_conv_make_row(t, r, dst, tmp);
+}
+
 df_status df_conv_write_tensors(const df_conv_plan *p, df_gguf_writer *w, const df_convert_opts *o) {
+    return df_conv_write_rows(p, w, o, "converting", checkpoint_row, NULL);
+}
+
+df_status df_conv_write_rows(const df_conv_plan *p, df_gguf_writer *w, const df_convert_opts *o, const char *label,
+                             df_conv_row_fn fn, void *ctx) {
     df_status st = DF_OK;
     df_pool *pool = NULL;
     uint8_t *buf = NULL;
@@ -98,14 +112,15 @@ df_status df_conv_write_tensors(const df_conv_plan *p, df_gguf_writer *w, const 
     }
 
     df_progress prog;
-    df_progress_begin(&prog, o->log, !o->quiet, "converting", total);
+    df_progress_begin(&prog, o->log, !o->quiet, label, total);
     for (size_t i = 0; i < p->n && st == DF_OK; i++) {
         const df_conv_tensor *t = &p->t[i];
         size_t row_size;
         df_type_row_size(t->type, t->ne[0], &row_size);
         const int64_t rows = df_conv_tensor_rows(t);
         const int64_t chunk_rows = (int64_t)(buf_size / row_size);
-        chunk_job job = {.t = t, .quantize = df_type_get(t->type)->from_float, .row_size = row_size, .out = buf,
+        chunk_job job = {.t = t, .index = i, .make_row = fn, .make_ctx = ctx,
+                         .quantize = df_type_get(t->type)->from_float, .row_size = row_size, .out = buf,
                          .scratch = scratch};
         for (int64_t r = 0; r < rows && st == DF_OK; r += chunk_rows) {
             job.row0 = r;
@@ -115,7 +130,7 @@ df_status df_conv_write_tensors(const df_conv_plan *p, df_gguf_writer *w, const 
             st = df_gguf_writer_write(w, buf, (size_t)job.n_rows * row_size);
             df_progress_add(&prog, (uint64_t)job.n_rows * (uint64_t)t->ne[0], t->name);
         }
-        release_source(t->src);
+        if (t->src) release_source(t->src);
     }
     if (st == DF_OK) df_progress_end(&prog);
     else if (prog.tty) fputc('\n', prog.f);

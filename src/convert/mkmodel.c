@@ -1,0 +1,277 @@
+/* dflash mkmodel: a qwen35 GGUF with random weights, built from the converter's own pieces.
+ *
+ * The converter's qwen35 code lists the tensors of a model from its hyperparameters
+ * (df_q35_each_tensor) and writes the metadata (df_q35_write_metadata); its recipe assigns
+ * each tensor's type (df_conv_assign_types) and its streaming writer converts rows chunk by
+ * chunk on a thread pool (df_conv_write_rows). The one thing that differs is where a row comes
+ * from: here it is drawn from a generator seeded by (seed, tensor, row), so the bytes do not
+ * depend on the thread count or the chunking.
+ *
+ * A row is drawn as the Hugging Face tensor would hold it and then goes through the same
+ * transform the converter applies (+1 for the zero-centred norms, -exp for A_log). Scales are
+ * chosen so that a forward pass stays finite and the logits spread out, not to mimic any
+ * trained model:
+ *   - matrices: N(0, 1/fan_in), fan_in = the row length (GGUF ne[0]); the three that write
+ *     into the residual stream (attn_output, ssm_out, ffn_down) get another 1/sqrt(2 n_layer)
+ *     so that the residual grows slowly with depth (GPT-2's scaled init);
+ *   - token_embd / output: N(0, 1/n_embd), so tied logits of a normalized state are O(1);
+ *   - norms: 1 + N(0, 0.02^2) as stored (zero-centred ones drawn as N(0, 0.02^2), then +1);
+ *   - ssm_a = -A with A ~ U(1, 16) (transformers draws A_log = log U(0, 16));
+ *   - ssm_dt.bias = softplus^-1(dt) with log dt ~ U(log 1e-3, log 1e-1) (transformers' init);
+ *   - ssm_conv1d: N(0, 1/K), K the kernel width (its fan-in per channel). */
+#include "convert/mkmodel.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/rng.h"
+#include "convert/convert_internal.h"
+
+void df_mkmodel_opts_init(df_mkmodel_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->type = DF_CONVERT_F32;
+}
+
+static void to_hparams(const df_mkmodel_config *c, df_q35_hparams *hp) {
+    memset(hp, 0, sizeof *hp);
+    hp->n_layer = c->num_hidden_layers;
+    hp->n_embd = c->hidden_size;
+    hp->n_ff = c->intermediate_size;
+    hp->n_head = c->num_attention_heads;
+    hp->n_head_kv = c->num_key_value_heads;
+    hp->head_dim = c->head_dim;
+    hp->n_vocab = c->vocab_size;
+    hp->n_ctx = c->max_position_embeddings;
+    hp->eps = c->rms_norm_eps;
+    hp->rope_theta = c->rope_theta;
+    hp->rotary_factor = c->partial_rotary_factor;
+    hp->rot_dim = df_q35_rot_dim(c->head_dim, c->partial_rotary_factor);
+    /* What the converter writes when config.json has no mrope_section; also the published value. */
+    hp->sections[0] = 11;
+    hp->sections[1] = 11;
+    hp->sections[2] = 10;
+    hp->sections[3] = 0;
+    hp->conv_kernel = c->linear_conv_kernel_dim;
+    hp->d_k = c->linear_key_head_dim;
+    hp->n_k = c->linear_num_key_heads;
+    hp->n_v = c->linear_num_value_heads;
+    hp->d_v = c->linear_value_head_dim;
+    hp->interval = c->full_attention_interval;
+    hp->tied = c->tie_word_embeddings;
+}
+
+/* ---- the plan: the converter's tensor list, with an initializer per tensor -------------------- */
+
+typedef enum init_kind {
+    INIT_NORMAL,     /* N(0, scale^2) */
+    INIT_NORM_ONE,   /* 1 + N(0, 0.02^2) (a plain norm weight) */
+    INIT_NORM_ZERO,  /* N(0, 0.02^2); the +1 transform makes it ~1 */
+    INIT_A_LOG,      /* log U(1, 16); -exp makes ssm_a = -A */
+    INIT_DT_BIAS,    /* softplus^-1(dt), log dt ~ U(log 1e-3, log 1e-1) */
+} init_kind;
+
+typedef struct init_spec {
+    init_kind kind;
+    float scale;
+} init_spec;
+
+typedef struct mk_plan {
+    df_conv_plan plan;
+    init_spec *init; /* parallel to plan.t */
+    size_t init_cap;
+    const df_q35_hparams *hp;
+} mk_plan;
+
+static bool ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && !memcmp(s + n - m, suffix, m);
+}
+
+static init_spec pick_init(const df_q35_hparams *hp, const df_q35_spec *s, const int64_t *ne) {
+    if (ends_with(s->hf, "A_log")) return (init_spec){INIT_A_LOG, 0};
+    if (ends_with(s->hf, "dt_bias")) return (init_spec){INIT_DT_BIAS, 0};
+    if (ends_with(s->hf, "norm.weight"))
+        return (init_spec){s->op == DF_CONV_OP_PLUS_ONE ? INIT_NORM_ZERO : INIT_NORM_ONE, 0.02f};
+    if (ends_with(s->hf, "conv1d.weight")) return (init_spec){INIT_NORMAL, (float)(1.0 / sqrt((double)ne[0]))};
+    if (!strcmp(s->hf, "embed_tokens.weight") || !strcmp(s->hf, "lm_head.weight"))
+        return (init_spec){INIT_NORMAL, (float)(1.0 / sqrt((double)hp->n_embd))};
+    double scale = 1.0 / sqrt((double)ne[0]);
+    if (ends_with(s->hf, "o_proj.weight") || ends_with(s->hf, "out_proj.weight") || ends_with(s->hf, "down_proj.weight"))
+        scale /= sqrt(2.0 * (double)hp->n_layer);
+    return (init_spec){INIT_NORMAL, (float)scale};
+}
+
+static df_status plan_tensor(void *ctx, int layer, const char *gguf_name, const df_q35_spec *s) {
+    mk_plan *mp = ctx;
+    df_conv_tensor t = {.src = NULL, .op = s->op, .layer = layer};
+    snprintf(t.name, sizeof t.name, "%s", gguf_name);
+    df_q35_spec_ne(s, &t.n_dims, t.ne);
+    /* No value-head reorder: the rows are random, and drawing them in GGUF order is the same
+     * distribution. */
+    if (mp->plan.n == mp->init_cap) {
+        size_t cap = mp->init_cap ? mp->init_cap * 2 : 64;
+        init_spec *ni = realloc(mp->init, cap * sizeof *ni);
+        if (!ni) return df_fail(DF_ERR_NOMEM, "mkmodel: out of memory for the tensor plan");
+        mp->init = ni;
+        mp->init_cap = cap;
+    }
+    mp->init[mp->plan.n] = pick_init(mp->hp, s, t.ne);
+    return df_conv_plan_add(&mp->plan, &t);
+}
+
+static void mk_plan_free(mk_plan *mp) {
+    df_conv_plan_free(&mp->plan);
+    free(mp->init);
+    memset(mp, 0, sizeof *mp);
+}
+
+static df_status build_plan(const df_mkmodel_config *c, df_q35_hparams *hp, df_convert_type type, FILE *log,
+                            mk_plan *mp) {
+    memset(mp, 0, sizeof *mp);
+    DF_TRY(df_mkmodel_check(c));
+    if ((int)type < 0 || type >= DF_CONVERT_TYPE_COUNT)
+        return df_fail(DF_ERR_INVALID, "mkmodel: unknown output type %d", (int)type);
+    to_hparams(c, hp);
+    mp->hp = hp;
+    df_status st = df_q35_each_tensor(hp, !hp->tied, plan_tensor, mp);
+    mp->plan.n_layer = (int)hp->n_layer;
+    if (st == DF_OK) st = df_conv_assign_types(&mp->plan, type, log);
+    if (st != DF_OK) mk_plan_free(mp);
+    return st;
+}
+
+df_status df_mkmodel_estimate(const df_mkmodel_config *c, df_convert_type type, df_mkmodel_size *out) {
+    memset(out, 0, sizeof *out);
+    df_q35_hparams hp;
+    mk_plan mp;
+    /* The fallback notices go nowhere here: an estimate is a question, not a conversion. */
+    FILE *devnull = fopen("/dev/null", "w");
+    df_status st = build_plan(c, &hp, type, devnull, &mp);
+    if (devnull) fclose(devnull);
+    if (st != DF_OK) return st;
+    out->n_tensors = mp.plan.n;
+    for (size_t i = 0; i < mp.plan.n && st == DF_OK; i++) {
+        const df_conv_tensor *t = &mp.plan.t[i];
+        size_t row;
+        if (!df_type_row_size(t->type, t->ne[0], &row)) {
+            st = df_fail(DF_ERR_INVALID, "mkmodel: %s: rows of %lld do not fit type %s", t->name, (long long)t->ne[0],
+                         df_type_name(t->type));
+            break;
+        }
+        uint64_t rows = (uint64_t)df_conv_tensor_rows(t);
+        out->n_params += rows * (uint64_t)t->ne[0];
+        out->data_bytes += rows * (uint64_t)row;
+    }
+    mk_plan_free(&mp);
+    return st;
+}
+
+/* ---- rows ------------------------------------------------------------------------------------ */
+
+typedef struct gen_ctx {
+    const mk_plan *mp;
+    uint64_t seed;
+} gen_ctx;
+
+/* splitmix64's finalizer: a bijective mix, so distinct (seed, tensor, row) give unrelated streams. */
+static uint64_t mix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* Uniform in (0, 1): 24 random bits, centred in their cell, so log() never sees 0. */
+static inline float unit_open(uint64_t bits) {
+    return ((float)(bits >> 40) + 0.5f) * 0x1.0p-24f;
+}
+
+/* Standard normals, two per Box-Muller draw (df_rng_normal keeps one of each pair and works in
+ * double; a 27B model needs 27 billion of these, so both halves are used and floats suffice). */
+static void fill_normal(df_rng *r, float *x, int64_t n, float scale) {
+    int64_t i = 0;
+    for (; i + 1 < n; i += 2) {
+        float u1 = unit_open(df_rng_u64(r)), u2 = unit_open(df_rng_u64(r));
+        float rad = sqrtf(-2.0f * logf(u1)) * scale, ang = 6.2831853f * u2;
+        x[i] = rad * cosf(ang);
+        x[i + 1] = rad * sinf(ang);
+    }
+    if (i < n) {
+        float u1 = unit_open(df_rng_u64(r)), u2 = unit_open(df_rng_u64(r));
+        x[i] = sqrtf(-2.0f * logf(u1)) * cosf(6.2831853f * u2) * scale;
+    }
+}
+
+static void gen_row(void *ctx, size_t ti, const df_conv_tensor *t, int64_t r, float *dst, float *tmp) {
+    (void)tmp;
+    const gen_ctx *g = ctx;
+    const init_spec *is = &g->mp->init[ti];
+    const int64_t n = t->ne[0];
+    df_rng rng;
+    df_rng_seed(&rng, mix64(mix64(g->seed ^ mix64((uint64_t)ti + 1)) + (uint64_t)r));
+    switch (is->kind) {
+    case INIT_NORMAL:
+        fill_normal(&rng, dst, n, is->scale);
+        break;
+    case INIT_NORM_ONE:
+        fill_normal(&rng, dst, n, is->scale);
+        for (int64_t i = 0; i < n; i++) dst[i] += 1.0f;
+        break;
+    case INIT_NORM_ZERO:
+        fill_normal(&rng, dst, n, is->scale);
+        break;
+    case INIT_A_LOG:
+        for (int64_t i = 0; i < n; i++) dst[i] = logf(1.0f + 15.0f * unit_open(df_rng_u64(&rng)));
+        break;
+    case INIT_DT_BIAS:
+        for (int64_t i = 0; i < n; i++) {
+            const float lo = logf(1e-3f), hi = logf(1e-1f);
+            float dt = expf(lo + (hi - lo) * unit_open(df_rng_u64(&rng)));
+            dst[i] = dt + logf(-expm1f(-dt)); /* softplus^-1(dt) = log(exp(dt) - 1), stably */
+        }
+        break;
+    }
+    df_conv_apply_op(t->op, dst, n);
+}
+
+/* ---- the file -------------------------------------------------------------------------------- */
+
+df_status df_mkmodel_write(const df_mkmodel_config *c, const char *out_path, const df_mkmodel_opts *opts) {
+    df_mkmodel_opts defaults;
+    if (!opts) {
+        df_mkmodel_opts_init(&defaults);
+        opts = &defaults;
+    }
+    if (!c || !out_path) return df_fail(DF_ERR_INVALID, "mkmodel: no config or output path");
+    FILE *log = opts->log ? opts->log : stderr;
+
+    df_q35_hparams hp;
+    mk_plan mp;
+    DF_TRY(build_plan(c, &hp, opts->type, log, &mp));
+
+    char desc[192];
+    snprintf(desc, sizeof desc, "random weights (dflash mkmodel, seed %llu) in the shape of %s",
+             (unsigned long long)opts->seed, c->source ? c->source : c->name);
+    df_gguf_writer *w = NULL;
+    df_status st = df_gguf_writer_create(out_path, &w);
+    if (st == DF_OK) st = df_q35_write_metadata(w, &hp, c->name, opts->type);
+    if (st == DF_OK) st = df_gguf_writer_add_str(w, "general.description", desc);
+    if (st == DF_OK) st = df_conv_declare_tensors(&mp.plan, w);
+    if (st == DF_OK) st = df_gguf_writer_write_header(w);
+    if (st == DF_OK) {
+        fprintf(log, "dflash mkmodel: %s, %s, seed %llu: no tokenizer in the file (pass token ids; bench does)\n",
+                c->name, df_convert_type_name(opts->type), (unsigned long long)opts->seed);
+        df_convert_opts co;
+        df_convert_opts_init(&co);
+        co.type = opts->type;
+        co.n_threads = opts->n_threads;
+        co.log = log;
+        co.quiet = opts->quiet;
+        gen_ctx g = {.mp = &mp, .seed = opts->seed};
+        st = df_conv_write_rows(&mp.plan, w, &co, "generating", gen_row, &g);
+    }
+    if (st == DF_OK) st = df_gguf_writer_finish(w);
+    df_gguf_writer_free(w);
+    mk_plan_free(&mp);
+    return st;
+}
