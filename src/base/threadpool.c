@@ -5,16 +5,28 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define cpu_relax() _mm_pause()
+#else
+#define cpu_relax() ((void)0)
+#endif
+
+/* A decode step posts a few hundred small runs; waking a sleeping thread costs a system
+ * call and tens of microseconds on a VM, so workers spin this many times (a few hundred
+ * microseconds) after a run before going to sleep. */
+#define SPIN_ROUNDS 20000
+
 struct df_pool {
     int n_threads;          /* including the caller */
     pthread_t *threads;     /* n_threads - 1 workers */
     pthread_mutex_t mu;
     pthread_cond_t wake;    /* a new run (or shutdown) was posted */
-    pthread_cond_t done;    /* the last worker finished its share */
-    unsigned long generation;
-    int running_workers;    /* workers still inside the current run */
-    int shutdown;
-    /* the current run */
+    atomic_ulong generation;  /* bumped (release) after a run's fields are set */
+    atomic_int running_workers; /* workers still inside the current run */
+    atomic_int sleepers;    /* workers blocked on `wake` */
+    atomic_int shutdown;
+    /* the current run; written before generation is bumped */
     df_task_fn fn;
     void *ctx;
     int n_tasks;
@@ -29,20 +41,33 @@ static void drain(df_pool *p) {
     }
 }
 
+/* Waits until generation differs from seen (or shutdown): spin first, then sleep. */
+static unsigned long wait_for_run(df_pool *p, unsigned long seen) {
+    for (int i = 0; i < SPIN_ROUNDS; i++) {
+        unsigned long g = atomic_load_explicit(&p->generation, memory_order_acquire);
+        if (g != seen || atomic_load_explicit(&p->shutdown, memory_order_relaxed)) return g;
+        cpu_relax();
+    }
+    pthread_mutex_lock(&p->mu);
+    atomic_fetch_add(&p->sleepers, 1);
+    unsigned long g;
+    while ((g = atomic_load_explicit(&p->generation, memory_order_acquire)) == seen &&
+           !atomic_load(&p->shutdown))
+        pthread_cond_wait(&p->wake, &p->mu);
+    atomic_fetch_sub(&p->sleepers, 1);
+    pthread_mutex_unlock(&p->mu);
+    return g;
+}
+
 static void *worker_main(void *arg) {
     df_pool *p = arg;
     unsigned long seen = 0;
-    pthread_mutex_lock(&p->mu);
     for (;;) {
-        while (!p->shutdown && p->generation == seen) pthread_cond_wait(&p->wake, &p->mu);
-        if (p->shutdown) break;
-        seen = p->generation;
-        pthread_mutex_unlock(&p->mu);
+        seen = wait_for_run(p, seen);
+        if (atomic_load(&p->shutdown)) break;
         drain(p);
-        pthread_mutex_lock(&p->mu);
-        if (--p->running_workers == 0) pthread_cond_signal(&p->done);
+        atomic_fetch_sub_explicit(&p->running_workers, 1, memory_order_release);
     }
-    pthread_mutex_unlock(&p->mu);
     return NULL;
 }
 
@@ -58,7 +83,10 @@ df_status df_pool_create(int n_threads, df_pool **out) {
     p->n_threads = n_threads;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->wake, NULL);
-    pthread_cond_init(&p->done, NULL);
+    atomic_init(&p->generation, 0);
+    atomic_init(&p->running_workers, 0);
+    atomic_init(&p->sleepers, 0);
+    atomic_init(&p->shutdown, 0);
     atomic_init(&p->next_task, 0);
     if (n_threads > 1) {
         p->threads = calloc((size_t)n_threads - 1, sizeof *p->threads);
@@ -86,27 +114,29 @@ void df_pool_run(df_pool *p, df_task_fn fn, void *ctx, int n_tasks) {
         for (int t = 0; t < n_tasks; t++) fn(ctx, t, n_tasks);
         return;
     }
-    pthread_mutex_lock(&p->mu);
     p->fn = fn;
     p->ctx = ctx;
     p->n_tasks = n_tasks;
     atomic_store_explicit(&p->next_task, 0, memory_order_relaxed);
-    p->running_workers = p->n_threads - 1;
-    p->generation++;
-    pthread_cond_broadcast(&p->wake);
+    atomic_store_explicit(&p->running_workers, p->n_threads - 1, memory_order_relaxed);
+    /* Publishing the new generation under the mutex means a worker deciding to sleep either
+     * sees it or is already waiting when the broadcast comes. */
+    pthread_mutex_lock(&p->mu);
+    atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
+    if (atomic_load(&p->sleepers) > 0) pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
 
     drain(p);
 
-    pthread_mutex_lock(&p->mu);
-    while (p->running_workers > 0) pthread_cond_wait(&p->done, &p->mu);
-    pthread_mutex_unlock(&p->mu);
+    /* The workers' shares are short: spin until the last one is out. */
+    while (atomic_load_explicit(&p->running_workers, memory_order_acquire) > 0) cpu_relax();
 }
 
 void df_pool_destroy(df_pool *p) {
     if (!p) return;
     pthread_mutex_lock(&p->mu);
-    p->shutdown = 1;
+    atomic_store(&p->shutdown, 1);
+    atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
     if (p->threads)
@@ -114,6 +144,5 @@ void df_pool_destroy(df_pool *p) {
     free(p->threads);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->wake);
-    pthread_cond_destroy(&p->done);
     free(p);
 }

@@ -43,6 +43,12 @@ DF_AVX2 static inline __m256i dot_i8_32(__m256i x, __m256i y) {
     return _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
 }
 
+/* Asks for one block of a weight row that is streamed from memory, some way ahead of use
+ * (prefetches of addresses past the row are harmless: they never fault). */
+DF_AVX2 static inline void prefetch_ahead(const void *p, size_t bytes) {
+    for (size_t off = 0; off < bytes; off += 64) _mm_prefetch((const char *)p + off, _MM_HINT_T0);
+}
+
 /* Two 128-bit halves into one 256-bit register (lo in the low lane). */
 DF_AVX2 static inline __m256i join128(__m128i lo, __m128i hi) {
     return _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
@@ -87,14 +93,29 @@ DF_AVX2 float df_dot_f16_f32_avx2(const void *vx, const void *vy, int64_t n) {
 DF_AVX2 float df_dot_q8_0_q8_0_avx2(const void *vx, const void *vy, int64_t n) {
     const df_block_q8_0 *x = vx;
     const df_block_q8_0 *y = vy;
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / DF_QK8_0; i++) {
+    /* Four independent accumulators: one chain of FMAs would wait on its own latency every
+     * block, and decode is meant to be limited by memory, not by that chain. */
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    const int64_t nb = n / DF_QK8_0;
+    int64_t i = 0;
+    for (; i + 4 <= nb; i += 4) {
+        /* The weight row streams from memory once; ask for it ~2 KiB ahead of use (measured
+         * on a 2-core VM: decode went from ~40% to ~55-75% of the read bandwidth). */
+        prefetch_ahead(x + i + 64, 4 * sizeof x[i]);
+        for (int k = 0; k < 4; k++) {
+            const __m256i qx = _mm256_loadu_si256((const __m256i *)x[i + k].qs);
+            const __m256i qy = _mm256_loadu_si256((const __m256i *)y[i + k].qs);
+            const __m256 d = _mm256_set1_ps(h2f(x[i + k].d) * h2f(y[i + k].d));
+            acc[k] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8_32(qx, qy)), acc[k]);
+        }
+    }
+    for (; i < nb; i++) {
         const __m256i qx = _mm256_loadu_si256((const __m256i *)x[i].qs);
         const __m256i qy = _mm256_loadu_si256((const __m256i *)y[i].qs);
         const __m256 d = _mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d));
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8_32(qx, qy)), acc);
+        acc[0] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8_32(qx, qy)), acc[0]);
     }
-    return hsum_ps(acc);
+    return hsum_ps(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
 }
 
 DF_AVX2 float df_dot_q4_0_q8_0_avx2(const void *vx, const void *vy, int64_t n) {
@@ -159,7 +180,10 @@ DF_AVX2 float df_dot_q4_K_q8_K_avx2(const void *vx, const void *vy, int64_t n) {
     const df_block_q4_K *x = vx;
     const df_block_q8_K *y = vy;
     float sum = 0.0f;
-    for (int64_t i = 0; i < n / DF_QK_K; i++) sum += dot_q45_K_block(x[i].d, x[i].dmin, x[i].scales, x[i].qs, NULL, &y[i]);
+    for (int64_t i = 0; i < n / DF_QK_K; i++) {
+        prefetch_ahead(x + i + 8, sizeof x[i]);
+        sum += dot_q45_K_block(x[i].d, x[i].dmin, x[i].scales, x[i].qs, NULL, &y[i]);
+    }
     return sum;
 }
 
@@ -167,7 +191,10 @@ DF_AVX2 float df_dot_q5_K_q8_K_avx2(const void *vx, const void *vy, int64_t n) {
     const df_block_q5_K *x = vx;
     const df_block_q8_K *y = vy;
     float sum = 0.0f;
-    for (int64_t i = 0; i < n / DF_QK_K; i++) sum += dot_q45_K_block(x[i].d, x[i].dmin, x[i].scales, x[i].qs, x[i].qh, &y[i]);
+    for (int64_t i = 0; i < n / DF_QK_K; i++) {
+        prefetch_ahead(x + i + 8, sizeof x[i]);
+        sum += dot_q45_K_block(x[i].d, x[i].dmin, x[i].scales, x[i].qs, x[i].qh, &y[i]);
+    }
     return sum;
 }
 
@@ -181,6 +208,7 @@ DF_AVX2 float df_dot_q6_K_q8_K_avx2(const void *vx, const void *vy, int64_t n) {
     const __m256i low4 = _mm256_set1_epi8(15), low2 = _mm256_set1_epi8(3);
     float sum = 0.0f;
     for (int64_t i = 0; i < n / DF_QK_K; i++) {
+        prefetch_ahead(x + i + 8, sizeof x[i]);
         const int8_t *sc = x[i].scales;
         int bias = 0;
         for (int j = 0; j < 16; j++) bias += sc[j] * y[i].bsums[j];

@@ -181,6 +181,12 @@ static df_status build(json_t *root, const char *name, df_tokenizer **out) {
     }
     if (max_id < 0) return df_fail(DF_ERR_FORMAT, "%s: model.vocab is empty", name);
     size_t n = (size_t)max_id + 1;
+    /* Ids must be (nearly) dense: the table is sized by the largest id, so a hostile file with
+     * a handful of tokens and an id near 2^31 would otherwise ask for tens of gigabytes. */
+    size_t n_named = json_object_size(vocab) + json_array_size(added);
+    if (n > 4 * n_named + 4096)
+        return df_fail(DF_ERR_FORMAT, "%s: token ids go up to %lld for only %zu tokens; ids must be dense",
+                       name, (long long)max_id, n_named);
 
     json_tok *toks = calloc(n, sizeof *toks);
     char *pads = NULL;
