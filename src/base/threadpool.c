@@ -1,6 +1,7 @@
 #include "base/threadpool.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -46,7 +47,8 @@ static unsigned long wait_for_run(df_pool *p, unsigned long seen) {
     for (int i = 0; i < SPIN_ROUNDS; i++) {
         unsigned long g = atomic_load_explicit(&p->generation, memory_order_acquire);
         if (g != seen || atomic_load_explicit(&p->shutdown, memory_order_relaxed)) return g;
-        cpu_relax();
+        if (i % 256 == 255) sched_yield(); /* let a busy machine's other work in */
+        else cpu_relax();
     }
     pthread_mutex_lock(&p->mu);
     atomic_fetch_add(&p->sleepers, 1);
@@ -128,8 +130,12 @@ void df_pool_run(df_pool *p, df_task_fn fn, void *ctx, int n_tasks) {
 
     drain(p);
 
-    /* The workers' shares are short: spin until the last one is out. */
-    while (atomic_load_explicit(&p->running_workers, memory_order_acquire) > 0) cpu_relax();
+    /* The workers' shares are short: spin until the last one is out, but yield the core once
+     * the wait is long (a worker that lost its core to another process needs it back). */
+    for (int spins = 0; atomic_load_explicit(&p->running_workers, memory_order_acquire) > 0; spins++) {
+        if (spins < 2000) cpu_relax();
+        else sched_yield();
+    }
 }
 
 void df_pool_destroy(df_pool *p) {
