@@ -55,6 +55,10 @@ int32_t dflash_model_draft_block(const dflash_model *m);
 /* True for end-of-generation tokens (EOS, <|im_end|>, <|endoftext|>). */
 bool dflash_model_is_eog(const dflash_model *m, int32_t token);
 
+/* The chat template the GGUF carries (tokenizer.chat_template), malloc'd and NUL-terminated
+ * (free() it); NULL when the file has none or on out of memory. */
+char *dflash_model_chat_template(const dflash_model *m);
+
 /* Appends the ids of text to *ids (realloc'd; free() it). parse_special: match control
  * tokens like <|im_start|> in the text. */
 int dflash_tokenize(const dflash_model *m, const char *text, size_t len, bool parse_special,
@@ -68,11 +72,15 @@ typedef struct dflash_session_params {
     bool kv_f32;             /* keep the KV cache in f32 instead of f16 */
     int32_t block_size;      /* speculative block (bonus + drafts); 0: the drafter's own */
     bool no_spec;            /* plain AR even when the model has a drafter */
+    bool capture_f16;        /* keep the per-token GDN states of a verify in f16 (half the
+                                memory; see docs/ARCHITECTURE.md) instead of f32 */
 } dflash_session_params;
 
 dflash_session_params dflash_session_default_params(void);
 int dflash_session_create(dflash_model *m, const dflash_session_params *p, dflash_session **out);
 void dflash_session_free(dflash_session *s);
+/* The context capacity in tokens the session was created with. */
+int32_t dflash_session_n_ctx(const dflash_session *s);
 /* Forgets the conversation: the next generation starts from an empty context. */
 int dflash_session_reset(dflash_session *s);
 

@@ -21,6 +21,7 @@ static void usage(FILE *f) {
             "  --ignore-eos     keep going past end-of-generation tokens\n"
             "  --draft PATH     DFlash drafter (GGUF or z-lab directory): speculative decoding\n"
             "  --block N        speculative block size (default: the drafter's)\n"
+            "  --capture-f16    keep the verify's per-token GDN states in f16 (half the memory)\n"
             "  --ctx N          context size (default: min(training context, 4096))\n"
             "  --threads N      CPU threads (default: all)\n"
             "  --json           print one JSON object at the end instead of streaming\n");
@@ -95,6 +96,8 @@ int cmd_generate(int argc, char **argv) {
             json = true;
         } else if (!strcmp(a, "--ignore-eos")) {
             gp.ignore_eos = true;
+        } else if (!strcmp(a, "--capture-f16")) {
+            sp.capture_f16 = true;
         } else if (!(v = cli_value(CMD, argc, argv, &i))) {
             return 2;
         } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {

@@ -95,6 +95,8 @@ typedef struct result {
     float *probe_logits; /* logits after feeding one more token to the final state */
 } result;
 
+static df_state_type g_capture_type = DF_STATE_F32;
+
 static void run(model *mo, const int32_t *prompt, int n_prompt, int n_predict, const int32_t *eog,
                 int n_eog, oracle *o, int block, result *res) {
     df_qwen35_state *st;
@@ -103,7 +105,7 @@ static void run(model *mo, const int32_t *prompt, int n_prompt, int n_predict, c
     df_drafter d = {.self = o, .block_size = 16, .n_features = 1, .feature_layers = {0},
                     .reset = oracle_reset, .append_context = oracle_append, .propose = oracle_propose};
     if (o) {
-        cr_assert_eq(df_spec_create(st, &d, block, DF_STATE_F32, &sp), DF_OK, "%s", df_last_error());
+        cr_assert_eq(df_spec_create(st, &d, block, g_capture_type, &sp), DF_OK, "%s", df_last_error());
         oracle_reset(o);
     }
     dflash_gen_params p = dflash_gen_default_params();
@@ -187,7 +189,12 @@ static bool check_lossless(model *mo, const int32_t *prompt, int n_prompt, int n
         cr_expect_eq(got.stats.stop, want.stats.stop, "%s B=%d: stop reason %d vs AR %d", label, block,
                      got.stats.stop, want.stats.stop);
         cr_expect(got.stats.n_verify > 0, "%s B=%d: no verify ran", label, block);
-        /* The state left behind equals an AR state over the same tokens, bit for bit. */
+        /* The state left behind equals an AR state over the same tokens, bit for bit (with
+         * f32 capture; f16 capture rounds the rolled-back state, so only tokens are compared). */
+        if (g_capture_type != DF_STATE_F32) {
+            free(got.probe_logits);
+            continue;
+        }
         float *ref = malloc((size_t)mo->m->hp.n_vocab * sizeof(float));
         ar_probe(mo, prompt, n_prompt, &got.out, got.n_past, ref);
         int n_diff = 0;
@@ -229,3 +236,14 @@ Test(spec_lossless, tiny_a, .timeout = 600) { suite("tiny_a", true); }
 /* tiny_vh's greedy output repeats its last prompt token, so it has no EOS case. */
 Test(spec_lossless, tiny_vh, .timeout = 600) { suite("tiny_vh", false); }
 Test(spec_lossless, tiny_alt, .timeout = 600) { suite("tiny_alt", true); }
+
+/* f16 capture storage halves the rollback memory. The rolled-back recurrent state is then
+ * rounded to f16, so states are not bit-identical to AR's; the greedy output must still be. */
+Test(spec_lossless, tiny_a_f16_capture, .timeout = 600) {
+    g_capture_type = DF_STATE_F16;
+    suite("tiny_a", true);
+}
+Test(spec_lossless, tiny_alt_f16_capture, .timeout = 600) {
+    g_capture_type = DF_STATE_F16;
+    suite("tiny_alt", true);
+}
