@@ -22,7 +22,9 @@ else
 fi
 
 # The JS oracles (tokenizer, Jinja) used by tests, pinned by tests/js/package-lock.json.
-if [ ! -d tests/js/node_modules ]; then
+# Reinstall when the lock file changed since the last install.
+if [ ! -f tests/js/node_modules/.package-lock.json ] ||
+   [ tests/js/package-lock.json -nt tests/js/node_modules/.package-lock.json ]; then
   echo "deps: npm ci in tests/js"
   (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
 fi

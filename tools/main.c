@@ -16,6 +16,7 @@ static const struct {
     {"generate", cmd_generate, "generate text or tokens from a prompt"},
     {"inspect", cmd_inspect, "show a model file's architecture, metadata and tensors"},
     {"mkmodel", cmd_mkmodel, "write a random-weight model in a published model's shape (benchmarks)"},
+    {"serve", cmd_serve, "OpenAI-compatible HTTP server (chat and completions, streaming)"},
     {"tokenize", cmd_tokenize, "text to token ids and back (tokenizer.json or GGUF)"},
 };
 
