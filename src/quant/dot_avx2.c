@@ -141,15 +141,15 @@ DF_AVX2 float df_dot_q4_0_q8_0_avx2(const void *vx, const void *vy, int64_t n) {
  * chunk c, the low nibbles (sub-block 2c) and high nibbles (sub-block 2c+1) are multiplied
  * with the activations as unsigned x signed bytes, then weighted by their 6-bit scales. The
  * mins go through bsums. */
-DF_AVX2 static inline float dot_q45_K_block(df_fp16 dh, df_fp16 dminh, const uint8_t *scales,
-                                            const uint8_t *qs, const uint8_t *qh,
-                                            const df_block_q8_K *y) {
+DF_AVX2 static inline __m256i dot_q45_K_block(const uint8_t *scales, const uint8_t *qs,
+                                              const uint8_t *qh, const df_block_q8_K *y, int *summ) {
     uint8_t sc[8], mn[8];
-    int summ = 0;
+    int m = 0;
     for (int j = 0; j < 8; j++) {
         df_k4_scale_min(scales, j, &sc[j], &mn[j]);
-        summ += mn[j] * (y->bsums[2 * j] + y->bsums[2 * j + 1]);
+        m += mn[j] * (y->bsums[2 * j] + y->bsums[2 * j + 1]);
     }
+    *summ = m;
     const __m256i low4 = _mm256_set1_epi8(15), one = _mm256_set1_epi8(1);
     const __m256i hbits = qh ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
     __m256i sumi = _mm256_setzero_si256();
@@ -168,45 +168,51 @@ DF_AVX2 static inline float dot_q45_K_block(df_fp16 dh, df_fp16 dminh, const uin
         const __m256i phi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, yhi), _mm256_set1_epi16(sc[2 * c + 1]));
         sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(plo, phi));
     }
-    /* reduce the 8 int32 lanes exactly before going to float */
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(sumi), _mm256_extracti128_si256(sumi, 1));
-    s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
-    const int isum = _mm_cvtsi128_si32(s);
-    return y->d * h2f(dh) * (float)isum - y->d * h2f(dminh) * (float)summ;
+    return sumi;
+}
+
+/* Q4_K and Q5_K over a row: each super-block's integer sums (exact) are scaled and added in
+ * vector form; one horizontal sum at the end instead of one per 256 weights. */
+DF_AVX2 static inline float dot_q45_K_row(const void *vx, const void *vy, int64_t n, bool five) {
+    const df_block_q8_K *y = vy;
+    __m256 acc = _mm256_setzero_ps();
+    float mins = 0.0f;
+    for (int64_t i = 0; i < n / DF_QK_K; i++) {
+        df_fp16 dh, dminh;
+        const uint8_t *scales, *qs, *qh = NULL;
+        if (five) {
+            const df_block_q5_K *x = (const df_block_q5_K *)vx + i;
+            prefetch_ahead(x + 8, sizeof *x);
+            dh = x->d, dminh = x->dmin, scales = x->scales, qs = x->qs, qh = x->qh;
+        } else {
+            const df_block_q4_K *x = (const df_block_q4_K *)vx + i;
+            prefetch_ahead(x + 8, sizeof *x);
+            dh = x->d, dminh = x->dmin, scales = x->scales, qs = x->qs;
+        }
+        int summ;
+        const __m256i sumi = dot_q45_K_block(scales, qs, qh, &y[i], &summ);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * h2f(dh)), _mm256_cvtepi32_ps(sumi), acc);
+        mins += y[i].d * h2f(dminh) * (float)summ;
+    }
+    return hsum_ps(acc) - mins;
 }
 
 DF_AVX2 float df_dot_q4_K_q8_K_avx2(const void *vx, const void *vy, int64_t n) {
-    const df_block_q4_K *x = vx;
-    const df_block_q8_K *y = vy;
-    float sum = 0.0f;
-    for (int64_t i = 0; i < n / DF_QK_K; i++) {
-        prefetch_ahead(x + i + 8, sizeof x[i]);
-        sum += dot_q45_K_block(x[i].d, x[i].dmin, x[i].scales, x[i].qs, NULL, &y[i]);
-    }
-    return sum;
+    return dot_q45_K_row(vx, vy, n, false);
 }
 
 DF_AVX2 float df_dot_q5_K_q8_K_avx2(const void *vx, const void *vy, int64_t n) {
-    const df_block_q5_K *x = vx;
-    const df_block_q8_K *y = vy;
-    float sum = 0.0f;
-    for (int64_t i = 0; i < n / DF_QK_K; i++) {
-        prefetch_ahead(x + i + 8, sizeof x[i]);
-        sum += dot_q45_K_block(x[i].d, x[i].dmin, x[i].scales, x[i].qs, x[i].qh, &y[i]);
-    }
-    return sum;
+    return dot_q45_K_row(vx, vy, n, true);
 }
 
-/* Q6_K: quants are stored +32, so sum((q - 32) * qy) = sum(q * qy) - 32 * sum(qy), and the
- * second sum per 16-element sub-block is bsums. The unsigned 6-bit q goes straight into
- * maddubs; each 32-byte group spans two sub-blocks, so its scale vector holds one scale per
- * 128-bit lane. */
 DF_AVX2 float df_dot_q6_K_q8_K_avx2(const void *vx, const void *vy, int64_t n) {
     const df_block_q6_K *x = vx;
     const df_block_q8_K *y = vy;
     const __m256i low4 = _mm256_set1_epi8(15), low2 = _mm256_set1_epi8(3);
-    float sum = 0.0f;
+    /* Per super-block: exact integer sums, scaled in vector form; the -32 offset's part
+     * (bias) in scalar. One horizontal sum per row. */
+    __m256 acc = _mm256_setzero_ps();
+    float offset = 0.0f;
     for (int64_t i = 0; i < n / DF_QK_K; i++) {
         prefetch_ahead(x + i + 8, sizeof x[i]);
         const int8_t *sc = x[i].scales;
@@ -233,13 +239,11 @@ DF_AVX2 float df_dot_q6_K_q8_K_avx2(const void *vx, const void *vy, int64_t n) {
                 sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(q[k], yk), scv));
             }
         }
-        __m128i s = _mm_add_epi32(_mm256_castsi256_si128(sumi), _mm256_extracti128_si256(sumi, 1));
-        s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
-        s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
-        const int isum = _mm_cvtsi128_si32(s) - 32 * bias;
-        sum += y[i].d * h2f(x[i].d) * (float)isum;
+        const float d = y[i].d * h2f(x[i].d);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        offset += d * (float)(32 * bias);
     }
-    return sum;
+    return hsum_ps(acc) - offset;
 }
 
 #else /* not x86: never selected, but keep the symbols so tests and the table link */

@@ -57,7 +57,19 @@ float df_dot_q5_K_q8_K(const void *x, const void *y, int64_t n);
 float df_dot_q6_K_q8_K(const void *x, const void *y, int64_t n);
 
 /* The 6-bit scale/min pair of sub-block j (0..7) of a Q4_K/Q5_K block's 12 scale bytes. */
-void df_k4_scale_min(const uint8_t *scales, int j, uint8_t *scale, uint8_t *min);
+/* Q4_K / Q5_K scales: sub-blocks 0..3 keep scale and min in the low 6 bits of bytes j and
+ * j + 4; sub-blocks 4..7 keep their low 4 bits in the nibbles of byte j + 4 and their top 2
+ * bits in the spare top bits of bytes j - 4 (scale) and j (min). Inline: the dot products
+ * unpack 8 of these per 256 weights. */
+static inline void df_k4_scale_min(const uint8_t *s, int j, uint8_t *scale, uint8_t *min) {
+    if (j < 4) {
+        *scale = s[j] & 63;
+        *min = s[j + 4] & 63;
+    } else {
+        *scale = (uint8_t)((s[j + 4] & 15) | (s[j - 4] >> 6) << 4);
+        *min = (uint8_t)((s[j + 4] >> 4) | (s[j] >> 6) << 4);
+    }
+}
 
 /* ---- quant_k_quantize.c: the K-quant quantizers ----------------------------------------- */
 void df_quant_q2_K(const float *src, void *dst, int64_t n);

@@ -44,19 +44,6 @@ static void q3_K_unpack(const df_block_q3_K *b, int8_t q[DF_QK_K], int scale[16]
     }
 }
 
-/* Q4_K / Q5_K scales: sub-blocks 0..3 keep scale and min in the low 6 bits of bytes j and
- * j + 4; sub-blocks 4..7 keep their low 4 bits in the nibbles of byte j + 4 and their top 2
- * bits in the spare top bits of bytes j - 4 (scale) and j (min). */
-void df_k4_scale_min(const uint8_t *s, int j, uint8_t *scale, uint8_t *min) {
-    if (j < 4) {
-        *scale = s[j] & 63;
-        *min = s[j + 4] & 63;
-    } else {
-        *scale = (uint8_t)((s[j + 4] & 15) | (s[j - 4] >> 6) << 4);
-        *min = (uint8_t)((s[j + 4] >> 4) | (s[j] >> 6) << 4);
-    }
-}
-
 /* Q4_K: 4 chunks of 32 bytes; chunk c holds elements 64c..64c+31 in its low nibbles and
  * 64c+32..64c+63 in its high nibbles. Q5_K adds bit 2c (low) / 2c+1 (high) of qh[l]. */
 static void q4_K_unpack(const uint8_t *qs, const uint8_t *qh, uint8_t q[DF_QK_K]) {
