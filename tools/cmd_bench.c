@@ -9,8 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <time.h>
+
 #include "base/rng.h"
 #include "dflash.h"
+#include "engine/engine.h"
 #include "tools/cli_args.h"
 #include "tools/commands.h"
 #include "tools/membw.h"
@@ -28,7 +31,40 @@ static void usage(FILE *f) {
                "  --reps N       repetitions; the best is reported (default 3)\n"
                "  --threads N    CPU threads (default: all)\n"
                "  --membw-mib N  size of the bandwidth test buffer (default 1024)\n"
+               "  --widths       also time one target forward of 1, 2, 4, 8 and 16 tokens: the cost\n"
+               "                 of a speculative verify in decode steps\n"
                "  --json         one JSON object\n");
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+#define N_WIDTHS 5
+static const int k_widths[N_WIDTHS] = {1, 2, 4, 8, 16};
+
+/* Best-of-reps time of one forward of each width after a 32-token context, rewinding the
+ * attention rows between runs (the GDN state drifts, which does not change the cost). */
+static int time_widths(dflash_model *m, int reps, double *ms) {
+    df_qwen35_state *st;
+    if (df_qwen35_state_create(m->target, 256, 32, DF_KV_F16, &st) != DF_OK) return 1;
+    int32_t ids[48];
+    for (int i = 0; i < 48; i++) ids[i] = (int32_t)(i * 7919 % dflash_model_n_vocab(m));
+    int rc = df_qwen35_forward(st, ids, 32, DF_LOGITS_LAST, NULL) != DF_OK;
+    for (int w = 0; w < N_WIDTHS && !rc; w++) {
+        ms[w] = 1e30;
+        for (int r = 0; r < reps && !rc; r++) {
+            double t0 = now_s();
+            rc = df_qwen35_forward(st, ids + 32, k_widths[w], DF_LOGITS_ALL, NULL) != DF_OK;
+            double t = (now_s() - t0) * 1e3;
+            if (t < ms[w]) ms[w] = t;
+            if (!rc) rc = df_qwen35_state_truncate(st, 32) != DF_OK;
+        }
+    }
+    df_qwen35_state_free(st);
+    return rc;
 }
 
 typedef struct run_result {
@@ -59,7 +95,7 @@ int cmd_bench(int argc, char **argv) {
     dflash_model_params mp = dflash_model_default_params();
     long long n_prompt = 256, n_gen = 64, reps = 3, membw_mib = 1024, block = 0;
     const char *prompt_text = NULL;
-    bool json = false;
+    bool json = false, widths = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -68,6 +104,10 @@ int cmd_bench(int argc, char **argv) {
         }
         if (!strcmp(a, "--json")) {
             json = true;
+            continue;
+        }
+        if (!strcmp(a, "--widths")) {
+            widths = true;
             continue;
         }
         if (!(v = cli_value(CMD, argc, argv, &i))) return 2;
@@ -126,6 +166,8 @@ int cmd_bench(int argc, char **argv) {
         rc = dflash_session_create(m, &sp, &spec);
         if (rc == 0) rc = measure(spec, prompt, np, (int)n_gen, (int)reps, &r_spec);
     }
+    double width_ms[N_WIDTHS] = {0};
+    if (rc == 0 && widths) rc = time_widths(m, (int)reps, width_ms);
     if (rc != 0) fprintf(stderr, "dflash bench: %s\n", dflash_last_error());
     membw_result bw = {0};
     if (rc == 0 && membw_measure((size_t)membw_mib << 20, mp.n_threads, &bw) != 0) {
@@ -148,6 +190,11 @@ int cmd_bench(int argc, char **argv) {
                        "\"n_verify\":%lld,\"draft_s\":%.4f,\"verify_s\":%.4f,\"decode_s\":%.4f",
                        mp.draft_path, r_spec.decode_tok_s, speedup, ss->mean_accept_len,
                        (long long)ss->n_verify, ss->draft_s, ss->verify_s, ss->decode_s);
+            if (widths) {
+                printf(",\"forward_ms\":{");
+                for (int w = 0; w < N_WIDTHS; w++) printf("%s\"%d\":%.3f", w ? "," : "", k_widths[w], width_ms[w]);
+                printf("},\"verify16_over_step\":%.3f", width_ms[N_WIDTHS - 1] / width_ms[0]);
+            }
             printf("}\n");
         } else {
             printf("model            %s\n", mp.path);
@@ -157,6 +204,12 @@ int cmd_bench(int argc, char **argv) {
             printf("decode reads     %.2f GB/s of weights\n", decode_gbs);
             printf("memory read      %.2f GB/s (copy: %.2f GB/s, read + write)\n", bw.read_gbs, bw.copy_gbs);
             printf("roofline         %.1f%% of the read bandwidth\n", 100.0 * decode_gbs / bw.read_gbs);
+            if (widths) {
+                printf("forward of n     ");
+                for (int w = 0; w < N_WIDTHS; w++)
+                    printf("%d: %.1f ms (%.2f steps)  ", k_widths[w], width_ms[w], width_ms[w] / width_ms[0]);
+                printf("\n");
+            }
             if (spec) {
                 printf("decode (DFlash)  %.1f tok/s: %.2fx AR\n", r_spec.decode_tok_s, speedup);
                 printf("acceptance       %.2f tokens per verify over %lld verifies\n", ss->mean_accept_len,
