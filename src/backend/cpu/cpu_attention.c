@@ -93,35 +93,18 @@ static void attend_one(const attn_ctx *c, const df_cpu_kernels *K, int64_t t, in
     const float *q = df_head_ptr(&a->q, t, h);
     float *o = df_head_ptr(&a->out, t, h);
     const bool f16 = kc->type == DF_KV_F16;
-    const df_fp16 *k16 = (const df_fp16 *)kc->k + kvh * d, *v16 = (const df_fp16 *)kc->v + kvh * d;
-    const float *k32 = (const float *)kc->k + kvh * d, *v32 = (const float *)kc->v + kvh * d;
+    const size_t elem = f16 ? sizeof(df_fp16) : sizeof(float);
+    const void *kb = (const char *)kc->k + (size_t)(kvh * d) * elem;
+    const void *vb = (const char *)kc->v + (size_t)(kvh * d) * elem;
 
     memset(o, 0, (size_t)d * sizeof(float));
     float s[ATTN_BLOCK];
+    int64_t off[ATTN_BLOCK];
     float m = -INFINITY, l = 0.0f;
     for (int64_t j0 = 0; j0 < n_vis; j0 += ATTN_BLOCK) {
         const int64_t nb = n_vis - j0 < ATTN_BLOCK ? n_vis - j0 : ATTN_BLOCK;
-        float mb = -INFINITY;
-        for (int64_t b = 0; b < nb; b++) {
-            const int64_t off = (j0 + b) * row_stride;
-            s[b] = (f16 ? K->dot_f16(k16 + off, q, d) : K->dot_f32(k32 + off, q, d)) * c->scale;
-            if (s[b] > mb) mb = s[b];
-        }
-        if (mb > m) {
-            if (l > 0.0f) {
-                const float r = expf(m - mb);
-                K->scale_f32(o, r, d);
-                l *= r;
-            }
-            m = mb;
-        }
-        for (int64_t b = 0; b < nb; b++) {
-            const float pw = expf(s[b] - m);
-            const int64_t off = (j0 + b) * row_stride;
-            l += pw;
-            if (f16) K->axpy_f16(o, pw, v16 + off, d);
-            else K->axpy_f32(o, pw, v32 + off, d);
-        }
+        for (int64_t b = 0; b < nb; b++) off[b] = (j0 + b) * row_stride;
+        df_attn_online_block(K, q, d, c->scale, f16, kb, vb, off, nb, s, &m, &l, o);
     }
     K->scale_f32(o, 1.0f / l, d);
     if (a->gate) {

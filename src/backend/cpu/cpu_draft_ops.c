@@ -37,37 +37,20 @@ static void attend_one(const win_ctx *c, const df_cpu_kernels *K, int64_t t, int
     const float *q = df_head_ptr(&a->q, t, h);
     float *o = df_head_ptr(&a->out, t, h);
     const bool f16 = kc->type == DF_KV_F16;
-    const df_fp16 *k16 = (const df_fp16 *)kc->k + kvh * d, *v16 = (const df_fp16 *)kc->v + kvh * d;
-    const float *k32 = (const float *)kc->k + kvh * d, *v32 = (const float *)kc->v + kvh * d;
+    const size_t elem = f16 ? sizeof(df_fp16) : sizeof(float);
+    const void *kb = (const char *)kc->k + (size_t)(kvh * d) * elem;
+    const void *vb = (const char *)kc->v + (size_t)(kvh * d) * elem;
     int64_t lo, hi;
     visible(a, a->q_pos0 + t, &lo, &hi);
 
     memset(o, 0, (size_t)d * sizeof(float));
     float s[WIN_BLOCK];
+    int64_t off[WIN_BLOCK];
     float m = -INFINITY, l = 0.0f;
     for (int64_t j0 = lo - lo % WIN_BLOCK; j0 < hi; j0 += WIN_BLOCK) {
         const int64_t b0 = max64(j0, lo), nb = min64(j0 + WIN_BLOCK, hi) - b0;
-        float mb = -INFINITY;
-        for (int64_t b = 0; b < nb; b++) {
-            const int64_t off = ((b0 + b) % ring) * row_stride;
-            s[b] = (f16 ? K->dot_f16(k16 + off, q, d) : K->dot_f32(k32 + off, q, d)) * c->scale;
-            if (s[b] > mb) mb = s[b];
-        }
-        if (mb > m) {
-            if (l > 0.0f) {
-                const float r = expf(m - mb);
-                K->scale_f32(o, r, d);
-                l *= r;
-            }
-            m = mb;
-        }
-        for (int64_t b = 0; b < nb; b++) {
-            const float pw = expf(s[b] - m);
-            const int64_t off = ((b0 + b) % ring) * row_stride;
-            l += pw;
-            if (f16) K->axpy_f16(o, pw, v16 + off, d);
-            else K->axpy_f32(o, pw, v32 + off, d);
-        }
+        for (int64_t b = 0; b < nb; b++) off[b] = ((b0 + b) % ring) * row_stride;
+        df_attn_online_block(K, q, d, c->scale, f16, kb, vb, off, nb, s, &m, &l, o);
     }
     /* l >= 1: the argument checks guarantee at least one visible position. */
     K->scale_f32(o, 1.0f / l, d);

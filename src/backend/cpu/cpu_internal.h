@@ -4,6 +4,7 @@
 #define DF_BACKEND_CPU_INTERNAL_H
 
 #include <math.h>
+#include <stdbool.h>
 
 #include "backend/cpu/cpu_ops.h"
 
@@ -86,6 +87,37 @@ int df_cpu_task_count(df_pool *pool, int64_t items, int64_t cost_per_item);
 static inline void df_cpu_task_range(int64_t n, int task, int n_tasks, int64_t *lo, int64_t *hi) {
     *lo = n * task / n_tasks;
     *hi = n * (task + 1) / n_tasks;
+}
+
+/* One block of an online (running-max) softmax attention for one query row, shared by the
+ * causal attention and the drafter's windowed attention so both compute a block the same way:
+ * the scores of the nb cache rows at element offsets off[0..nb) (into the K and V caches,
+ * f16 or f32) go to s, the running maximum *m and sum *l move, and o accumulates
+ * sum(exp(score - m) * v). */
+static inline void df_attn_online_block(const df_cpu_kernels *K, const float *q, int64_t d, float scale,
+                                        bool f16, const void *kbase, const void *vbase, const int64_t *off,
+                                        int64_t nb, float *s, float *m, float *l, float *o) {
+    const df_fp16 *k16 = kbase, *v16 = vbase;
+    const float *k32 = kbase, *v32 = vbase;
+    float mb = -INFINITY;
+    for (int64_t b = 0; b < nb; b++) {
+        s[b] = (f16 ? K->dot_f16(k16 + off[b], q, d) : K->dot_f32(k32 + off[b], q, d)) * scale;
+        if (s[b] > mb) mb = s[b];
+    }
+    if (mb > *m) {
+        if (*l > 0.0f) {
+            const float r = expf(*m - mb);
+            K->scale_f32(o, r, d);
+            *l *= r;
+        }
+        *m = mb;
+    }
+    for (int64_t b = 0; b < nb; b++) {
+        const float pw = expf(s[b] - *m);
+        *l += pw;
+        if (f16) K->axpy_f16(o, pw, v16 + off[b], d);
+        else K->axpy_f32(o, pw, v32 + off[b], d);
+    }
 }
 
 static inline float df_sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
