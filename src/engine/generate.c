@@ -77,17 +77,6 @@ static df_status finish(gen *g) {
     return DF_OK;
 }
 
-static df_status prefill(df_qwen35_state *st, const int32_t *ids, size_t n) {
-    for (size_t i = 0; i < n;) {
-        size_t chunk = n - i < (size_t)st->max_batch ? n - i : (size_t)st->max_batch;
-        bool last = i + chunk == n;
-        DF_TRY(df_qwen35_forward(st, ids + i, (int64_t)chunk, last ? DF_LOGITS_LAST : DF_LOGITS_NONE,
-                                 NULL));
-        i += chunk;
-    }
-    return DF_OK;
-}
-
 /* Autoregressive decoding from the logits the prefill left. */
 static df_status decode_ar(df_qwen35_state *st, gen *g, df_sampler *sampler) {
     for (;;) {
@@ -183,7 +172,8 @@ df_status df_generate(df_qwen35_state *st, df_spec *spec, const df_gen_request *
     df_spec_stats before = use_spec ? spec->stats : (df_spec_stats){0};
 
     double t0 = now_s();
-    df_status rc = use_spec ? df_spec_prefill(spec, r->prompt, r->n_prompt) : prefill(st, r->prompt, r->n_prompt);
+    df_status rc = use_spec ? df_spec_prefill(spec, r->prompt, r->n_prompt)
+                            : df_qwen35_prefill(st, r->prompt, r->n_prompt, NULL, NULL, NULL);
     double t1 = now_s();
     if (rc == DF_OK) rc = use_spec ? decode_spec(spec, &g, &sampler) : decode_ar(st, &g, &sampler);
     double t2 = now_s();

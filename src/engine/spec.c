@@ -83,17 +83,13 @@ void df_spec_free(df_spec *sp) {
     free(sp);
 }
 
+static df_status feed_drafter(void *ctx, int64_t n_tokens) {
+    df_spec *sp = ctx;
+    return sp->d->append_context(sp->d->self, sp->hidden, n_tokens);
+}
+
 df_status df_spec_prefill(df_spec *sp, const int32_t *ids, size_t n) {
-    df_qwen35_state *st = sp->st;
-    for (size_t i = 0; i < n;) {
-        size_t chunk = n - i < (size_t)st->max_batch ? n - i : (size_t)st->max_batch;
-        bool last = i + chunk == n;
-        DF_TRY(df_qwen35_forward(st, ids + i, (int64_t)chunk, last ? DF_LOGITS_LAST : DF_LOGITS_NONE,
-                                 &sp->cap_features));
-        DF_TRY(sp->d->append_context(sp->d->self, sp->hidden, (int64_t)chunk));
-        i += chunk;
-    }
-    return DF_OK;
+    return df_qwen35_prefill(sp->st, ids, n, &sp->cap_features, feed_drafter, sp);
 }
 
 df_status df_spec_verify(df_spec *sp, int32_t bonus, int *n_match) {

@@ -160,4 +160,11 @@ typedef enum df_logits_mode {
 df_status df_qwen35_forward(df_qwen35_state *s, const int32_t *ids, int64_t n_tok,
                             df_logits_mode mode, const df_qwen35_capture *capture);
 
+/* A prompt of any length: forwards of up to max_batch tokens, logits (DF_LOGITS_LAST) only
+ * for the last one. With a capture, on_chunk(ctx, n) runs after each forward of n tokens, while
+ * the capture buffers hold that chunk (the speculative engine feeds its drafter there). */
+df_status df_qwen35_prefill(df_qwen35_state *s, const int32_t *ids, size_t n,
+                            const df_qwen35_capture *capture,
+                            df_status (*on_chunk)(void *ctx, int64_t n_tokens), void *ctx);
+
 #endif

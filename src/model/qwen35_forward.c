@@ -157,3 +157,17 @@ df_status df_qwen35_forward(df_qwen35_state *s, const int32_t *ids, int64_t T,
     DF_TRY(OPS->matmul(be, s->h, rows, &m->output, s->logits));
     return OPS->argmax_rows(be, s->logits, rows, hp->n_vocab, hp->n_vocab, s->argmax);
 }
+
+df_status df_qwen35_prefill(df_qwen35_state *s, const int32_t *ids, size_t n,
+                            const df_qwen35_capture *capture,
+                            df_status (*on_chunk)(void *ctx, int64_t n_tokens), void *ctx) {
+    for (size_t i = 0; i < n;) {
+        size_t chunk = n - i < (size_t)s->max_batch ? n - i : (size_t)s->max_batch;
+        bool last = i + chunk == n;
+        DF_TRY(df_qwen35_forward(s, ids + i, (int64_t)chunk, last ? DF_LOGITS_LAST : DF_LOGITS_NONE,
+                                 capture));
+        if (on_chunk) DF_TRY(on_chunk(ctx, (int64_t)chunk));
+        i += chunk;
+    }
+    return DF_OK;
+}
