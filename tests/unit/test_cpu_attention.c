@@ -25,7 +25,7 @@ TestSuite(cpu_attention, .init = setup, .fini = teardown);
 
 static int simd_levels(df_cpu_simd out[2]) {
     out[0] = DF_CPU_SIMD_SCALAR;
-    if (df_cpu_simd_best() == DF_CPU_SIMD_AVX2) {
+    if (df_cpu_simd_best() >= DF_CPU_SIMD_AVX2) {
         out[1] = DF_CPU_SIMD_AVX2;
         return 2;
     }

@@ -9,14 +9,21 @@
  * blocks.
  *
  * F32, F16 and BF16 weights use this backend's own dot loops against the float activations
- * (they follow df_cpu_simd_set like every other loop here); other types use the traits
- * table's vec_dot, the scalar table when the scalar level is selected. */
+ * (they follow df_cpu_simd_set like every other loop here). Q8_0, Q4_0, Q4_K, Q5_K and Q6_K
+ * weights use the multi-token dots of quant/mdot.h at the AVX2 and AVX-512 levels: a weight
+ * block is decoded once for a pass of several tokens (4 with AVX2; 8, on tiles of 16 rows,
+ * with AVX-512) instead of once per token, which is what makes a 16-token verify cost a few
+ * decode steps rather than sixteen. Decode (one token)
+ * goes through the same kernels with one column, so a token's result is bitwise the same
+ * whatever batch it is in. Other types use the traits table's vec_dot per token, and the
+ * scalar level uses the scalar traits table for everything: the plain reference. */
 #include <string.h>
 
 #include "backend/cpu/cpu_internal.h"
 #include "base/alloc.h"
+#include "quant/mdot.h"
 
-enum { MM_TOKEN_BLOCK = 16, MM_ROW_BLOCK_BYTES = 256 * 1024 };
+enum { MM_TOKEN_BLOCK = 16, MM_ROW_BLOCK_BYTES = 256 * 1024, MM_ROW_GROUP = 16 };
 
 typedef struct {
     const float *x;
@@ -25,7 +32,8 @@ typedef struct {
     int64_t n_tok, n_in, n_out;
     size_t w_row_bytes;
     df_type wtype;
-    df_vec_dot_fn vec_dot;   /* quantized path */
+    df_vec_dot_fn vec_dot;   /* quantized path, one token at a time */
+    const df_mdot *mdot;     /* quantized path, many tokens at a time (NULL: use vec_dot) */
     const char *xq;          /* quantized activations, xq_stride bytes per token */
     size_t xq_stride;
     const df_type_traits *act; /* vec_dot_type traits for the quantize step */
@@ -37,8 +45,11 @@ static void quantize_task(void *p, int task, int n_tasks) {
     const mm_ctx *c = p;
     int64_t lo, hi;
     df_cpu_task_range(c->n_tok, task, n_tasks, &lo, &hi);
-    for (int64_t t = lo; t < hi; t++)
-        c->act->from_float(c->x + t * c->n_in, (void *)(c->xq + (size_t)t * c->xq_stride), c->n_in);
+    for (int64_t t = lo; t < hi; t++) {
+        void *dst = (void *)(c->xq + (size_t)t * c->xq_stride);
+        if (c->mdot) c->mdot->quantize(c->x + t * c->n_in, dst, c->n_in);
+        else c->act->from_float(c->x + t * c->n_in, dst, c->n_in);
+    }
 }
 
 static bool own_float_type(df_type t) {
@@ -63,12 +74,23 @@ static void matmul_float_rows(const mm_ctx *c, const df_cpu_kernels *K, int64_t 
 static void matmul_task(void *p, int task, int n_tasks) {
     const mm_ctx *c = p;
     const df_cpu_kernels *K = df_cpu_kernels_get();
+    /* rows in whole groups of MM_ROW_GROUP where possible: the AVX-512 kernels work on tiles
+     * of 16 rows (a cut elsewhere costs a partial tile, never a different result) */
     int64_t lo, hi;
-    df_cpu_task_range(c->n_out, task, n_tasks, &lo, &hi);
+    df_cpu_task_range((c->n_out + MM_ROW_GROUP - 1) / MM_ROW_GROUP, task, n_tasks, &lo, &hi);
+    lo = lo * MM_ROW_GROUP < c->n_out ? lo * MM_ROW_GROUP : c->n_out;
+    hi = hi * MM_ROW_GROUP < c->n_out ? hi * MM_ROW_GROUP : c->n_out;
     for (int64_t t0 = 0; t0 < c->n_tok; t0 += MM_TOKEN_BLOCK) {
         const int64_t t1 = c->n_tok - t0 < MM_TOKEN_BLOCK ? c->n_tok : t0 + MM_TOKEN_BLOCK;
         if (own_float_type(c->wtype)) {
             matmul_float_rows(c, K, lo, hi, t0, t1);
+            continue;
+        }
+        if (c->mdot) {
+            if (hi > lo)
+                c->mdot->dot(c->w + (size_t)lo * c->w_row_bytes, c->w_row_bytes, hi - lo,
+                             c->xq + (size_t)t0 * c->xq_stride, c->xq_stride, (int)(t1 - t0), c->n_in,
+                             c->y + t0 * c->n_out + lo, c->n_out);
             continue;
         }
         for (int64_t r = lo; r < hi; r++) {
@@ -89,16 +111,28 @@ static const df_type_traits *traits_for(df_type t) {
                                                    : df_type_get((uint32_t)t);
 }
 
-/* Bytes per token of converted activations; 0 when the float activations are used as they are. */
+/* The multi-token kernel of the current level for weights of type t, or NULL. */
+static const df_mdot *mdot_for(df_type t) {
+    switch (df_cpu_simd_get()) {
+    case DF_CPU_SIMD_AVX2: return df_mdot_get(t, DF_MDOT_AVX2);
+    case DF_CPU_SIMD_AVX512: return df_mdot_get(t, DF_MDOT_AVX512);
+    default: return NULL;
+    }
+}
+
+/* Bytes per token of converted activations; 0 when the float activations are used as they are.
+ * The largest over every level's layout, so that a scratch buffer sized once serves any
+ * level df_cpu_simd_set picks later. */
 static bool act_row_bytes(df_type wtype, int64_t n_in, size_t *out) {
     *out = 0;
     if (own_float_type(wtype)) return true;
     const df_type_traits *tr = df_type_get_scalar((uint32_t)wtype);
     if (!tr || !tr->vec_dot) return false;
     if (tr->vec_dot_type == DF_TYPE_F32) return true;
-    size_t row;
-    if (!df_type_row_size(tr->vec_dot_type, n_in, &row)) return false;
-    *out = round_up64(row);
+    size_t row, multi;
+    if (!df_type_row_size(tr->vec_dot_type, n_in, &row) || !df_mdot_act_bytes_max(wtype, n_in, &multi))
+        return false;
+    *out = round_up64(row > multi ? row : multi);
     return true;
 }
 
@@ -143,6 +177,7 @@ df_status df_cpu_matmul(df_pool *pool, const float *x, int64_t n_tok, int64_t n_
         if ((uintptr_t)scratch % 16)
             return df_fail(DF_ERR_INVALID, "matmul: scratch must be 16-byte aligned");
         c.act = act;
+        c.mdot = mdot_for(wtype);
         c.xq = scratch;
         df_pool_run(pool, quantize_task, &c, df_cpu_task_count(pool, n_tok, n_in * 4));
     }
@@ -155,6 +190,8 @@ df_status df_cpu_matmul(df_pool *pool, const float *x, int64_t n_tok, int64_t n_
         if (want > (double)n_out) want = (double)n_out;
         if ((double)n_tasks < want) n_tasks = (int)want;
     }
+    const int64_t groups = (n_out + MM_ROW_GROUP - 1) / MM_ROW_GROUP;
+    if (n_tasks > groups) n_tasks = (int)groups;
     df_pool_run(pool, matmul_task, &c, n_tasks);
     return DF_OK;
 }

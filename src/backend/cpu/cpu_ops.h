@@ -33,10 +33,13 @@
 /* ---- SIMD level ---------------------------------------------------------------------- */
 
 /* The hot loops have a portable scalar version and an AVX2+FMA+F16C version. The best
- * supported level is picked at first use; tests force each level to compare them. */
+ * supported level is picked at first use; tests force each level to compare them. The
+ * AVX-512 level (F, BW, VL, VNNI) is the AVX2 one with AVX-512 quantized matmul kernels;
+ * levels are ordered, and a CPU that supports one supports those below it. */
 typedef enum df_cpu_simd {
     DF_CPU_SIMD_SCALAR = 0,
     DF_CPU_SIMD_AVX2 = 1,
+    DF_CPU_SIMD_AVX512 = 2,
 } df_cpu_simd;
 
 df_cpu_simd df_cpu_simd_best(void);             /* what this CPU supports */

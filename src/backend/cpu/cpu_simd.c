@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "backend/cpu/cpu_internal.h"
+#include "quant/mdot.h"
 
 /* ---- scalar loops ---- */
 
@@ -188,7 +189,8 @@ static bool cpu_has_avx2_fma_f16c(void) {
 
 df_cpu_simd df_cpu_simd_best(void) {
 #ifdef DF_CPU_HAVE_AVX2_BUILD
-    if (cpu_has_avx2_fma_f16c()) return DF_CPU_SIMD_AVX2;
+    if (cpu_has_avx2_fma_f16c())
+        return df_mdot_isa_supported(DF_MDOT_AVX512) ? DF_CPU_SIMD_AVX512 : DF_CPU_SIMD_AVX2;
 #endif
     return DF_CPU_SIMD_SCALAR;
 }
@@ -203,10 +205,11 @@ df_cpu_simd df_cpu_simd_get(void) {
 }
 
 df_status df_cpu_simd_set(df_cpu_simd level) {
-    if (level != DF_CPU_SIMD_SCALAR && level != DF_CPU_SIMD_AVX2)
+    if (level != DF_CPU_SIMD_SCALAR && level != DF_CPU_SIMD_AVX2 && level != DF_CPU_SIMD_AVX512)
         return df_fail(DF_ERR_INVALID, "cpu simd: unknown level %d", (int)level);
-    if (level == DF_CPU_SIMD_AVX2 && df_cpu_simd_best() != DF_CPU_SIMD_AVX2)
-        return df_fail(DF_ERR_UNSUPPORTED, "cpu simd: this CPU (or build) lacks AVX2+FMA+F16C");
+    if (level > df_cpu_simd_best())
+        return df_fail(DF_ERR_UNSUPPORTED, "cpu simd: this CPU (or build) lacks %s",
+                       level == DF_CPU_SIMD_AVX2 ? "AVX2+FMA+F16C" : "AVX-512 F/BW/VL/VNNI");
     atomic_store_explicit(&g_simd_level, (int)level, memory_order_relaxed);
     return DF_OK;
 }
@@ -215,13 +218,15 @@ const char *df_cpu_simd_name(df_cpu_simd level) {
     switch (level) {
     case DF_CPU_SIMD_SCALAR: return "scalar";
     case DF_CPU_SIMD_AVX2: return "avx2";
+    case DF_CPU_SIMD_AVX512: return "avx512";
     }
     return "unknown";
 }
 
 const df_cpu_kernels *df_cpu_kernels_get(void) {
 #ifdef DF_CPU_HAVE_AVX2_BUILD
-    if (df_cpu_simd_get() == DF_CPU_SIMD_AVX2) return &df_cpu_kernels_avx2;
+    /* the AVX-512 level differs only in the quantized matmul (cpu_matmul.c) */
+    if (df_cpu_simd_get() >= DF_CPU_SIMD_AVX2) return &df_cpu_kernels_avx2;
 #endif
     return &df_cpu_kernels_scalar;
 }
