@@ -36,6 +36,8 @@ typedef struct dflash_model_params {
     const char *path;        /* target GGUF */
     const char *draft_path;  /* DFlash drafter (GGUF or z-lab directory); NULL: none */
     int n_threads;           /* CPU threads; 0: one per online CPU */
+    const char *device;      /* "cpu" (NULL: the same), "cuda" (= "cuda:0") or "cuda:N"; a
+                                build without CUDA refuses "cuda" with a message saying so */
 } dflash_model_params;
 
 dflash_model_params dflash_model_default_params(void);
@@ -74,6 +76,10 @@ typedef struct dflash_session_params {
     bool no_spec;            /* plain AR even when the model has a drafter */
     bool capture_f16;        /* keep the per-token GDN states of a verify in f16 (half the
                                 memory; see docs/ARCHITECTURE.md) instead of f32 */
+    int32_t n_threads;       /* 0: run on the model's threads (sessions then take turns);
+                                N > 0: this session gets N CPU threads of its own and can
+                                generate at the same time as other sessions (the CPU backend;
+                                elsewhere it is ignored and sessions take turns) */
 } dflash_session_params;
 
 dflash_session_params dflash_session_default_params(void);
@@ -83,6 +89,9 @@ void dflash_session_free(dflash_session *s);
 int32_t dflash_session_n_ctx(const dflash_session *s);
 /* Forgets the conversation: the next generation starts from an empty context. */
 int dflash_session_reset(dflash_session *s);
+/* Whether the session runs on threads of its own (n_threads > 0 on a backend with lanes), so
+ * that it may generate while other sessions do. */
+bool dflash_session_is_independent(const dflash_session *s);
 
 /* ---- generation ---------------------------------------------------------------------------- */
 

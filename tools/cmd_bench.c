@@ -15,6 +15,7 @@
 #include "dflash.h"
 #include "engine/engine.h"
 #include "tools/cli_args.h"
+#include "tools/cli_default_model.h"
 #include "tools/commands.h"
 #include "tools/membw.h"
 
@@ -30,6 +31,7 @@ static void usage(FILE *f) {
                "  -n N           tokens to decode (default 64)\n"
                "  --reps N       repetitions; the best is reported (default 3)\n"
                "  --threads N    CPU threads (default: all)\n"
+               "  --device DEV   cpu (default), cuda or cuda:N\n"
                "  --membw-mib N  size of the bandwidth test buffer (default 1024)\n"
                "  --widths       also time one target forward of 1, 2, 4, 8 and 16 tokens: the cost\n"
                "                 of a speculative verify in decode steps\n"
@@ -56,8 +58,12 @@ static int time_widths(dflash_model *m, int reps, double *ms) {
     for (int w = 0; w < N_WIDTHS && !rc; w++) {
         ms[w] = 1e30;
         for (int r = 0; r < reps && !rc; r++) {
+            df_backend *be = m->be;
+            rc = be->ops->sync(be) != DF_OK;
             double t0 = now_s();
-            rc = df_qwen35_forward(st, ids + 32, k_widths[w], DF_LOGITS_ALL, NULL) != DF_OK;
+            /* a GPU forward returns before its kernels finish: wait for them */
+            if (!rc) rc = df_qwen35_forward(st, ids + 32, k_widths[w], DF_LOGITS_ALL, NULL) != DF_OK;
+            if (!rc) rc = be->ops->sync(be) != DF_OK;
             double t = (now_s() - t0) * 1e3;
             if (t < ms[w]) ms[w] = t;
             if (!rc) rc = df_qwen35_state_truncate(st, 32) != DF_OK;
@@ -114,6 +120,7 @@ int cmd_bench(int argc, char **argv) {
         bool ok = true;
         if (!strcmp(a, "-m")) mp.path = v;
         else if (!strcmp(a, "--draft")) mp.draft_path = v;
+        else if (!strcmp(a, "--device")) mp.device = v;
         else if (!strcmp(a, "-P")) prompt_text = v;
         else if (!strcmp(a, "--block")) ok = cli_int(CMD, a, v, 2, 64, &block);
         else if (!strcmp(a, "-p")) ok = cli_int(CMD, a, v, 1, 1 << 20, &n_prompt);
@@ -130,10 +137,7 @@ int cmd_bench(int argc, char **argv) {
         }
         if (!ok) return 2;
     }
-    if (!mp.path) {
-        usage(stderr);
-        return 2;
-    }
+    if (!cli_default_pair(CMD, &mp.path, &mp.draft_path)) return 2;
     dflash_model *m;
     if (dflash_model_load(&mp, &m) != 0) {
         fprintf(stderr, "dflash bench: %s\n", dflash_last_error());
@@ -169,11 +173,17 @@ int cmd_bench(int argc, char **argv) {
     double width_ms[N_WIDTHS] = {0};
     if (rc == 0 && widths) rc = time_widths(m, (int)reps, width_ms);
     if (rc != 0) fprintf(stderr, "dflash bench: %s\n", dflash_last_error());
+    /* The roofline's bandwidth is that of the memory the weights live in: the host's read
+     * bandwidth on the CPU; on a GPU its copy bandwidth (bytes read + written per second:
+     * what the memory can move, as the issue of record defines the GPU roofline). */
     membw_result bw = {0};
-    if (rc == 0 && membw_measure((size_t)membw_mib << 20, mp.n_threads, &bw) != 0) {
+    const bool on_host = !strcmp(m->be->ops->name, "cpu");
+    if (rc == 0 && (on_host ? membw_measure((size_t)membw_mib << 20, mp.n_threads, &bw)
+                            : membw_measure_backend(m->be, (size_t)membw_mib << 20, &bw)) != 0) {
         fprintf(stderr, "dflash bench: cannot allocate the bandwidth test buffers\n");
         rc = 1;
     }
+    if (rc == 0 && !on_host) bw.read_gbs = bw.copy_gbs;  /* the roofline's denominator */
     if (rc == 0) {
         double wbytes = (double)dflash_model_weight_bytes(m);
         double decode_gbs = wbytes * r_ar.decode_tok_s / 1e9;
@@ -202,8 +212,13 @@ int cmd_bench(int argc, char **argv) {
             printf("decode (AR)      %.1f tok/s (%lld tokens)\n", r_ar.decode_tok_s, n_gen);
             printf("weights/token    %.1f MiB\n", wbytes / (1 << 20));
             printf("decode reads     %.2f GB/s of weights\n", decode_gbs);
-            printf("memory read      %.2f GB/s (copy: %.2f GB/s, read + write)\n", bw.read_gbs, bw.copy_gbs);
-            printf("roofline         %.1f%% of the read bandwidth\n", 100.0 * decode_gbs / bw.read_gbs);
+            if (on_host) {
+                printf("memory read      %.2f GB/s (copy: %.2f GB/s, read + write)\n", bw.read_gbs, bw.copy_gbs);
+                printf("roofline         %.1f%% of the read bandwidth\n", 100.0 * decode_gbs / bw.read_gbs);
+            } else {
+                printf("device memory    %.2f GB/s copy (read + write)\n", bw.copy_gbs);
+                printf("roofline         %.1f%% of the copy bandwidth\n", 100.0 * decode_gbs / bw.copy_gbs);
+            }
             if (widths) {
                 printf("forward of n     ");
                 for (int w = 0; w < N_WIDTHS; w++)

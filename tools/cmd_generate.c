@@ -6,6 +6,7 @@
 
 #include "dflash.h"
 #include "tools/cli_args.h"
+#include "tools/cli_default_model.h"
 #include "tools/commands.h"
 
 #define CMD "generate"
@@ -24,6 +25,7 @@ static void usage(FILE *f) {
             "  --capture-f16    keep the verify's per-token GDN states in f16 (half the memory)\n"
             "  --ctx N          context size (default: min(training context, 4096))\n"
             "  --threads N      CPU threads (default: all)\n"
+            "  --device DEV     cpu (default), cuda or cuda:N\n"
             "  --json           print one JSON object at the end instead of streaming\n");
 }
 
@@ -104,6 +106,8 @@ int cmd_generate(int argc, char **argv) {
             mp.path = v;
         } else if (!strcmp(a, "--draft")) {
             mp.draft_path = v;
+        } else if (!strcmp(a, "--device")) {
+            mp.device = v;
         } else if (!strcmp(a, "--block")) {
             if (!cli_int(CMD, a, v, 2, 64, &n)) return 2;
             sp.block_size = (int32_t)n;
@@ -147,7 +151,8 @@ int cmd_generate(int argc, char **argv) {
             return 2;
         }
     }
-    if (!mp.path || (!prompt == !tokens_arg)) {
+    if (!cli_default_pair(CMD, &mp.path, &mp.draft_path)) return 2;
+    if (!prompt == !tokens_arg) {
         usage(stderr);
         return 2;
     }

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "tools/cli_default_model.h"
 #include "tools/commands.h"
 #include "tools/inspect.h"
 
@@ -47,10 +48,7 @@ int cmd_inspect(int argc, char **argv) {
             path = argv[i];
         }
     }
-    if (!path) {
-        usage(stderr);
-        return 2;
-    }
+    if (!cli_default_pair("inspect", &path, NULL)) return 2;
     struct stat st;
     if (stat(path, &st) != 0) {
         fprintf(stderr, "dflash inspect: %s: no such file or directory\n", path);

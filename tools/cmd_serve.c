@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "tools/cli_args.h"
+#include "tools/cli_default_model.h"
 #include "tools/commands.h"
 
 #ifdef DFLASH_HAVE_MHD
@@ -23,12 +24,13 @@ static void usage(FILE *f) {
             "  --queue N         requests that may wait for a session; more get 503 (default 16)\n"
             "  --max-body BYTES  largest request body; larger get 413 (default 1048576)\n"
             "  --threads N       CPU threads (default: all)\n"
+            "  --device DEV      cpu (default), cuda or cuda:N\n"
             "Routes: GET /health, GET /v1/models, GET /metrics, POST /v1/chat/completions,\n"
             "POST /v1/completions (see docs/API.md).\n");
 }
 
 int cmd_serve(int argc, char **argv) {
-    const char *model = NULL, *draft = NULL, *host = "127.0.0.1", *api_key = NULL;
+    const char *model = NULL, *draft = NULL, *host = "127.0.0.1", *api_key = NULL, *device = "cpu";
     long long port = 8080, ctx = 0, parallel = 1, queue = 16, max_body = 1 << 20, threads = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
@@ -41,6 +43,8 @@ int cmd_serve(int argc, char **argv) {
             model = v;
         } else if (!strcmp(a, "--draft")) {
             draft = v;
+        } else if (!strcmp(a, "--device")) {
+            device = v;
         } else if (!strcmp(a, "--host")) {
             host = v;
         } else if (!strcmp(a, "--api-key")) {
@@ -67,17 +71,16 @@ int cmd_serve(int argc, char **argv) {
             return 2;
         }
     }
-    if (!model) {
-        usage(stderr);
-        return 2;
-    }
+    if (!cli_default_pair(CMD, &model, &draft)) return 2;
 #ifdef DFLASH_HAVE_MHD
     df_server_config cfg = {.model_path = model, .draft_path = draft, .host = host, .port = (int)port,
                             .api_key = api_key, .n_ctx = (int)ctx, .parallel = (int)parallel,
-                            .queue = (int)queue, .max_body = (size_t)max_body, .n_threads = (int)threads};
+                            .queue = (int)queue, .max_body = (size_t)max_body, .n_threads = (int)threads,
+                            .device = device};
     return df_server_run(&cfg);
 #else
     (void)draft;
+    (void)device;
     (void)host;
     (void)api_key;
     fprintf(stderr, "dflash serve: this dflash was built without libmicrohttpd; install libmicrohttpd-dev "

@@ -9,6 +9,7 @@
 #include "format/gguf.h"
 #include "format/gguf_write.h"
 #include "text/tokenizer.h"
+#include "tools/cli_default_model.h"
 #include "tools/commands.h"
 
 static void usage(FILE *f) {
@@ -221,6 +222,7 @@ static int run(int argc, char **argv, const char **files) {
             return 2;
         }
     }
+    if (!model && !json && !cli_default_pair("tokenize", &model, NULL)) return 2;
     if (!model == !json) {
         fprintf(stderr, "dflash tokenize: give exactly one of -m MODEL.gguf or --tokenizer tokenizer.json\n\n");
         usage(stderr);

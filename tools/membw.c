@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "base/alloc.h"
+#include "backend/backend.h"
 #include "base/threadpool.h"
 
 typedef struct job {
@@ -78,4 +79,25 @@ int membw_measure(size_t bytes, int n_threads, membw_result *out) {
     df_free_aligned(dst);
     df_pool_destroy(pool);
     return 0;
+}
+
+int membw_measure_backend(struct df_backend *be, size_t bytes, membw_result *out) {
+    void *a = NULL, *b = NULL;
+    int rc = -1;
+    if (be->ops->alloc(be, bytes, &a) != DF_OK || be->ops->alloc(be, bytes, &b) != DF_OK) goto done;
+    double best = 1e30;
+    for (int r = 0; r < 6; r++) {
+        if (be->ops->sync(be) != DF_OK) goto done;
+        double t0 = now_s();
+        if (be->ops->copy(be, b, a, bytes) != DF_OK || be->ops->sync(be) != DF_OK) goto done;
+        double t = now_s() - t0;
+        if (r > 0 && t < best) best = t;  /* the first copy warms up */
+    }
+    out->copy_gbs = 2.0 * (double)bytes / best / 1e9;
+    out->read_gbs = out->copy_gbs / 2.0;
+    rc = 0;
+done:
+    if (a) be->ops->free(be, a);
+    if (b) be->ops->free(be, b);
+    return rc;
 }

@@ -14,4 +14,9 @@ typedef struct membw_result {
 /* Returns 0 and fills out, or -1 when the buffers cannot be allocated. */
 int membw_measure(size_t bytes, int n_threads, membw_result *out);
 
+struct df_backend;
+/* The same for a backend's own memory (a GPU's): best of several device-to-device copies
+ * through the op table. A copy reads and writes, so read_gbs is copy_gbs / 2. */
+int membw_measure_backend(struct df_backend *be, size_t bytes, membw_result *out);
+
 #endif

@@ -94,6 +94,14 @@ typedef struct df_backend_ops {
     df_status (*kv_write)(df_backend *be, df_kv_cache *cache, const df_heads *k_new,
                           const df_heads *v_new, int64_t row0);
     df_status (*attention_window)(df_backend *be, const df_window_attn_args *args);
+
+    /* Optional (NULL where a backend has none): lanes let several threads run ops on one
+     * backend at once. lane_create makes an execution lane of n_threads (the CPU: its own
+     * thread pool and scratch); lane_bind(be, lane) makes the calling thread run this
+     * backend's ops on that lane until it binds another (NULL: the backend's main lane). */
+    df_status (*lane_create)(df_backend *be, int n_threads, void **lane);
+    void (*lane_free)(df_backend *be, void *lane);
+    void (*lane_bind)(df_backend *be, void *lane);
 } df_backend_ops;
 
 struct df_backend {
@@ -103,6 +111,18 @@ struct df_backend {
 
 /* The CPU backend on a pool of n_threads (0: one per online CPU). */
 df_status df_backend_cpu_create(int n_threads, df_backend **out);
+
+#ifdef DFLASH_HAVE_CUDA
+/* The CUDA backend on device `device` (backend/cuda/). DF_ERR_UNSUPPORTED with "no CUDA
+ * device: ..." when the machine has none (a build with CUDA running where there is no GPU). */
+df_status df_backend_cuda_create(int device, df_backend **out);
+/* Tells a CUDA backend how many bytes of weights bind_weight is about to upload, so that it
+ * shows a progress bar on stderr; 0 ends the bar (the model is loaded). Ignored by other
+ * backends. */
+void df_backend_cuda_expect_upload(df_backend *be, uint64_t bytes);
+/* "cuda:N (device name)" for a CUDA backend, NULL for others. */
+const char *df_backend_cuda_device_name(df_backend *be);
+#endif
 
 static inline void df_backend_destroy(df_backend *be) {
     if (be) be->ops->destroy(be);

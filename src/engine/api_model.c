@@ -9,8 +9,37 @@ const char *dflash_last_error(void) { return df_last_error(); }
 const char *dflash_version(void) { return "0.1.0"; }
 
 dflash_model_params dflash_model_default_params(void) {
-    dflash_model_params p = {.path = NULL, .draft_path = NULL, .n_threads = 0};
+    dflash_model_params p = {.path = NULL, .draft_path = NULL, .n_threads = 0, .device = "cpu"};
     return p;
+}
+
+/* "cpu" / NULL, "cuda", "cuda:N" -> the backend. */
+static df_status create_backend(const dflash_model_params *p, const df_gguf *g, df_backend **out) {
+    const char *dev = p->device ? p->device : "cpu";
+    if (!strcmp(dev, "cpu")) return df_backend_cpu_create(p->n_threads, out);
+    if (strncmp(dev, "cuda", 4) != 0 || (dev[4] != '\0' && dev[4] != ':'))
+        return df_fail(DF_ERR_INVALID, "device '%s': expected cpu, cuda or cuda:N", dev);
+    int index = 0;
+    if (dev[4] == ':') {
+        char *end;
+        long v = strtol(dev + 5, &end, 10);
+        if (end == dev + 5 || *end || v < 0 || v > 1024)
+            return df_fail(DF_ERR_INVALID, "device '%s': expected cuda:N with N a device number", dev);
+        index = (int)v;
+    }
+#ifdef DFLASH_HAVE_CUDA
+    DF_TRY(df_backend_cuda_create(index, out));
+    /* The weights about to be uploaded, for the progress bar. */
+    uint64_t bytes = 0;
+    for (uint64_t i = 0; i < df_gguf_n_tensors(g); i++) bytes += df_gguf_tensor_at(g, i)->size;
+    df_backend_cuda_expect_upload(*out, bytes);
+    return DF_OK;
+#else
+    (void)g;
+    (void)index;
+    return df_fail(DF_ERR_UNSUPPORTED, "device '%s': this dflash was built without CUDA (rebuild where "
+                   "nvcc is installed, with -DDFLASH_CUDA=ON)", dev);
+#endif
 }
 
 static void add_eog(dflash_model *m, int32_t id) {
@@ -46,8 +75,11 @@ int dflash_model_load(const dflash_model_params *p, dflash_model **out) {
     dflash_model *m = calloc(1, sizeof *m);
     if (!m) return df_fail(DF_ERR_NOMEM, "dflash_model_load: out of memory");
     df_status st = df_gguf_open(p->path, &m->gguf);
-    if (st == DF_OK) st = df_backend_cpu_create(p->n_threads, &m->be);
+    if (st == DF_OK) st = create_backend(p, m->gguf, &m->be);
     if (st == DF_OK) st = df_qwen35_load(m->gguf, m->be, &m->target);
+#ifdef DFLASH_HAVE_CUDA
+    if (st == DF_OK) df_backend_cuda_expect_upload(m->be, 0);
+#endif
     if (st == DF_OK && df_gguf_has(m->gguf, "tokenizer.ggml.model")) {
         st = df_tokenizer_from_gguf(m->gguf, &m->tok);
         if (st != DF_OK) df_fail_context(st, "%s: tokenizer", p->path);

@@ -1,5 +1,6 @@
 #include "engine/generate.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -19,6 +20,7 @@ typedef struct gen {
     df_bytes piece;
     int32_t n_gen;
     dflash_stop_reason reason;
+    float *logits; /* host copy of the logits row, for sampling (NULL when greedy) */
 } gen;
 
 static bool is_eog(const gen *g, int32_t tok) {
@@ -77,16 +79,28 @@ static df_status finish(gen *g) {
     return DF_OK;
 }
 
+/* The greedy token of the last forward. The argmax and logits live in backend memory (a
+ * GPU's, possibly): greedy decoding reads back one id, sampling one row of logits. */
+static df_status last_argmax(df_qwen35_state *st, int32_t *tok) {
+    df_backend *be = st->m->be;
+    return be->ops->download(be, tok, st->argmax, sizeof *tok);
+}
+
 /* Autoregressive decoding from the logits the prefill left. */
 static df_status decode_ar(df_qwen35_state *st, gen *g, df_sampler *sampler) {
+    df_backend *be = st->m->be;
     for (;;) {
         if (g->r->p->n_predict >= 0 && g->n_gen >= g->r->p->n_predict) {
             g->reason = DFLASH_STOP_LENGTH;
             return DF_OK;
         }
         int32_t tok;
-        if (df_sampler_is_greedy(sampler)) tok = st->argmax[0];
-        else DF_TRY(df_sampler_sample(sampler, st->logits, &tok));
+        if (df_sampler_is_greedy(sampler)) {
+            DF_TRY(last_argmax(st, &tok));
+        } else {
+            DF_TRY(be->ops->download(be, g->logits, st->logits, (size_t)st->m->hp.n_vocab * sizeof(float)));
+            DF_TRY(df_sampler_sample(sampler, g->logits, &tok));
+        }
         if (is_eog(g, tok)) {
             g->reason = DFLASH_STOP_EOS;
             return DF_OK;
@@ -107,7 +121,8 @@ static df_status decode_ar(df_qwen35_state *st, gen *g, df_sampler *sampler) {
  * a whole block, the rest runs AR. */
 static df_status decode_spec(df_spec *sp, gen *g, df_sampler *greedy) {
     df_qwen35_state *st = sp->st;
-    int32_t pending = st->argmax[0];
+    int32_t pending;
+    DF_TRY(last_argmax(st, &pending));
     for (;;) {
         if (g->r->p->n_predict >= 0 && g->n_gen >= g->r->p->n_predict) {
             g->reason = DFLASH_STOP_LENGTH;
@@ -167,6 +182,13 @@ df_status df_generate(df_qwen35_state *st, df_spec *spec, const df_gen_request *
     const bool use_spec = spec && df_sampler_is_greedy(&sampler);
 
     gen g = {.r = r, .reason = DFLASH_STOP_LENGTH};
+    if (!df_sampler_is_greedy(&sampler)) {
+        g.logits = malloc((size_t)st->m->hp.n_vocab * sizeof(float));
+        if (!g.logits) {
+            df_sampler_free(&sampler);
+            return df_fail(DF_ERR_NOMEM, "generate: out of memory");
+        }
+    }
     if (r->tok) df_detok_stream_init(&g.detok, r->tok, 0);
     df_stop_init(&g.stop, p->stop, p->n_stop);
     df_spec_stats before = use_spec ? spec->stats : (df_spec_stats){0};
@@ -174,6 +196,8 @@ df_status df_generate(df_qwen35_state *st, df_spec *spec, const df_gen_request *
     double t0 = now_s();
     df_status rc = use_spec ? df_spec_prefill(spec, r->prompt, r->n_prompt)
                             : df_qwen35_prefill(st, r->prompt, r->n_prompt, NULL, NULL, NULL);
+    /* A GPU prefill returns before it is done; wait, so that prefill_s measures it. */
+    if (rc == DF_OK) rc = st->m->be->ops->sync(st->m->be);
     double t1 = now_s();
     if (rc == DF_OK) rc = use_spec ? decode_spec(spec, &g, &sampler) : decode_ar(st, &g, &sampler);
     double t2 = now_s();
@@ -200,5 +224,6 @@ df_status df_generate(df_qwen35_state *st, df_spec *spec, const df_gen_request *
     df_stop_free(&g.stop);
     df_bytes_free(&g.piece);
     df_sampler_free(&sampler);
+    free(g.logits);
     return rc;
 }

@@ -104,7 +104,8 @@ df_status df_spec_verify(df_spec *sp, int32_t bonus, int *n_match) {
     double t1 = now_s();
     sp->verify_base = st->n_past;
     DF_TRY(df_qwen35_forward(st, sp->tokens, B, DF_LOGITS_ALL, &sp->cap_verify));
-    memcpy(sp->target, st->argmax, (size_t)B * sizeof(int32_t));
+    /* The target's own tokens: the only thing a verify reads back from the backend. */
+    DF_TRY(sp->st->m->be->ops->download(sp->st->m->be, sp->target, st->argmax, (size_t)B * sizeof(int32_t)));
     double t2 = now_s();
     int k = 0;
     while (k < B - 1 && sp->tokens[k + 1] == sp->target[k]) k++;

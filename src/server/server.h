@@ -15,6 +15,7 @@ typedef struct df_server_config {
     int queue;               /* requests that may wait for a session before 503 */
     size_t max_body;         /* bytes; larger bodies get 413 */
     int n_threads;           /* CPU threads; 0: all */
+    const char *device;      /* "cpu" (NULL: the same), "cuda", "cuda:N" */
 } df_server_config;
 
 /* Loads the model, serves until SIGINT or SIGTERM, then shuts down cleanly. Returns the
