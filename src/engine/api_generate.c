@@ -7,7 +7,7 @@
 
 dflash_session_params dflash_session_default_params(void) {
     dflash_session_params p = {.n_ctx = 0, .max_batch = 0, .kv_f32 = false, .block_size = 0,
-                               .no_spec = false, .capture_f16 = false};
+                               .no_spec = false, .capture_f16 = false, .n_threads = 0};
     return p;
 }
 
@@ -20,8 +20,13 @@ int dflash_session_create(dflash_model *m, const dflash_session_params *p, dflas
     dflash_session *s = calloc(1, sizeof *s);
     if (!s) return df_fail(DF_ERR_NOMEM, "session: out of memory");
     s->m = m;
-    df_status st = df_qwen35_state_create(m->target, n_ctx, max_batch,
-                                          p->kv_f32 ? DF_KV_F32 : DF_KV_F16, &s->st);
+    df_backend *be = m->be;
+    df_status st = DF_OK;
+    if (p->n_threads > 0 && be->ops->lane_create)
+        st = be->ops->lane_create(be, p->n_threads, &s->lane);
+    if (st == DF_OK)
+        st = df_qwen35_state_create(m->target, n_ctx, max_batch, p->kv_f32 ? DF_KV_F32 : DF_KV_F16,
+                                    &s->st);
     if (st == DF_OK && m->draft && !p->no_spec) {
         int64_t block = p->block_size > 0 ? p->block_size : m->draft->hp.block_size;
         if (block > m->draft->hp.block_size)
@@ -44,12 +49,27 @@ void dflash_session_free(dflash_session *s) {
     df_spec_free(s->spec);
     df_dflash_drafter_free(s->drafter);
     df_qwen35_state_free(s->st);
+    if (s->lane) s->m->be->ops->lane_free(s->m->be, s->lane);
     free(s);
 }
 
+bool dflash_session_is_independent(const dflash_session *s) { return s->lane != NULL; }
+
+/* Runs the calling thread's ops on the session's own lane for the length of a call. */
+static void lane_enter(dflash_session *s) {
+    if (s->lane) s->m->be->ops->lane_bind(s->m->be, s->lane);
+}
+
+static void lane_leave(dflash_session *s) {
+    if (s->lane) s->m->be->ops->lane_bind(s->m->be, NULL);
+}
+
 int dflash_session_reset(dflash_session *s) {
+    lane_enter(s);
     if (s->drafter) s->drafter->base.reset(s->drafter->base.self);
-    return (int)df_qwen35_state_reset(s->st);
+    int rc = (int)df_qwen35_state_reset(s->st);
+    lane_leave(s);
+    return rc;
 }
 
 dflash_gen_params dflash_gen_default_params(void) {
@@ -65,7 +85,10 @@ int dflash_generate(dflash_session *s, const int32_t *prompt, size_t n_prompt,
     dflash_gen_stats local;
     df_gen_request r = {.prompt = prompt, .n_prompt = n_prompt, .p = p, .cb = cb, .user = user,
                         .tok = s->m->tok, .eog = s->m->eog, .n_eog = s->m->n_eog};
-    return (int)df_generate(s->st, s->spec, &r, stats ? stats : &local);
+    lane_enter(s);
+    int rc = (int)df_generate(s->st, s->spec, &r, stats ? stats : &local);
+    lane_leave(s);
+    return rc;
 }
 
 int dflash_generate_text(dflash_session *s, const char *prompt, const dflash_gen_params *p,

@@ -28,6 +28,7 @@ struct dflash_session {
     df_qwen35_state *st;
     df_dflash_drafter *drafter; /* NULL: plain AR */
     df_spec *spec;
+    void *lane;                 /* the backend lane of its own threads; NULL: the model's */
 };
 
 #endif

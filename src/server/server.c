@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "server/srv_http.h"
 
@@ -61,8 +62,14 @@ int df_server_run(const df_server_config *cfg) {
     mp.path = cfg->model_path;
     mp.draft_path = cfg->draft_path;
     mp.n_threads = cfg->n_threads;
+    mp.device = cfg->device;
     dflash_session_params sp = dflash_session_default_params();
     sp.n_ctx = cfg->n_ctx;
+    if (cfg->parallel > 1) {
+        /* Each session gets its share of the CPU threads, so that they generate at once. */
+        long cpus = cfg->n_threads > 0 ? cfg->n_threads : sysconf(_SC_NPROCESSORS_ONLN);
+        sp.n_threads = cpus / cfg->parallel > 1 ? (int32_t)(cpus / cfg->parallel) : 1;
+    }
     int code = 1;
     struct MHD_Daemon *d = NULL;
     if (!(s.metrics = srv_metrics_new())) {
@@ -83,8 +90,9 @@ int df_server_run(const df_server_config *cfg) {
                 s.cfg.host, s.cfg.port);
         goto done;
     }
-    fprintf(stderr, "dflash serve: model '%s' (%d sessions, context %d%s) listening on http://%s%s%s:%d\n", name,
-            cfg->parallel, dflash_session_n_ctx(s.engine.sessions[0]),
+    fprintf(stderr, "dflash serve: model '%s' (%d sessions%s, context %d%s) listening on http://%s%s%s:%d\n", name,
+            cfg->parallel, cfg->parallel == 1 ? "" : s.engine.independent ? " in parallel" : " taking turns",
+            dflash_session_n_ctx(s.engine.sessions[0]),
             dflash_model_has_drafter(s.engine.model) ? ", speculative" : "", ipv6 ? "[" : "", s.cfg.host,
             ipv6 ? "]" : "", srv_http_port(d));
     int sig = 0;

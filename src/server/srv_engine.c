@@ -21,6 +21,7 @@ static const char g_chatml[] =
     "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}";
 
 static void turn_take(srv_engine *e) {
+    if (e->independent) return;
     pthread_mutex_lock(&e->turn_mu);
     unsigned long long ticket = e->turn_next++;
     while (e->turn_serving != ticket) pthread_cond_wait(&e->turn_cv, &e->turn_mu);
@@ -28,6 +29,7 @@ static void turn_take(srv_engine *e) {
 }
 
 static void turn_give(srv_engine *e) {
+    if (e->independent) return;
     pthread_mutex_lock(&e->turn_mu);
     e->turn_serving++;
     pthread_cond_broadcast(&e->turn_cv);
@@ -62,8 +64,11 @@ int srv_engine_open(srv_engine *e, const dflash_model_params *mp, const dflash_s
         goto fail;
     }
     e->n_sessions = n_sessions;
-    for (int i = 0; i < n_sessions; i++)
+    e->independent = true;
+    for (int i = 0; i < n_sessions; i++) {
         if ((rc = dflash_session_create(e->model, sp, &e->sessions[i])) != 0) goto fail;
+        e->independent &= dflash_session_is_independent(e->sessions[i]);
+    }
     return 0;
 fail:
     srv_engine_close(e);

@@ -17,10 +17,12 @@ typedef struct srv_engine {
     df_jinja_template *tmpl;   /* the GGUF's chat template, or a plain ChatML one */
     char *model_name;          /* what /v1/models lists and requests may name */
     srv_metrics *metrics;
-    /* Sessions of one model share its backend and thread pool, which run one forward at a
-     * time (df_pool_run is not reentrant). Workers therefore take turns: a ticket lock held
-     * while a session computes and passed on at every emitted token, so N streams advance
-     * in round robin, token by token, and none starves. */
+    /* On the CPU each session has threads of its own (a backend lane) and sessions generate
+     * at the same time: independent. Elsewhere (a GPU backend) sessions share the backend,
+     * which runs one forward at a time, so workers take turns: a ticket lock held while a
+     * session computes and passed on at every emitted token, so N streams advance in round
+     * robin, token by token, and none starves. */
+    bool independent;
     pthread_mutex_t turn_mu;
     pthread_cond_t turn_cv;
     unsigned long long turn_next, turn_serving;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# dflash serve end to end on a fixture: health, curl chat (plain and SSE), the official
-# openai npm client, a load test, greedy output equal to `dflash generate`, the API key (401),
-# the body limit (413), and a clean exit on SIGTERM.
+# dflash serve end to end on the embedded pair (models/, served with no -m: speculative):
+# health, curl chat (plain and SSE), the official openai npm client, a load test, greedy
+# output equal to plain AR `dflash generate`, the API key (401), the body limit (413), and a
+# clean exit on SIGTERM.
 # usage: server_end_to_end.sh PATH_TO_DFLASH SOURCE_DIR
 set -euo pipefail
 dflash=$1
@@ -23,10 +24,12 @@ if grep -q 'without libmicrohttpd' <<< "$probe"; then
   exit 0
 fi
 
-"$dflash" convert "$src/tests/fixtures/qwen35/tiny_a" "$work/a.gguf" --type f32 >/dev/null 2>&1 || fail "convert"
+export DFLASH_MODELS="$src/models"
+target="$src/models/dflash-code-25m-q8_0.gguf"
+name=dflash-code-25m-q8_0
 key="test-key-$RANDOM$RANDOM"
 # Port 0: the kernel picks a free loopback port, which the server prints.
-"$dflash" serve -m "$work/a.gguf" --port 0 --parallel 2 --api-key "$key" --max-body 65536 \
+"$dflash" serve --port 0 --parallel 2 --threads 2 --api-key "$key" --max-body 65536 \
   2> "$work/serve.log" &
 pid=$!
 port=
@@ -43,6 +46,8 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 curl -sf "$base/health" | grep -q '"ok"' || fail "/health"
+grep -q "model '$name' (2 sessions in parallel, .*speculative)" "$work/serve.log" \
+  || fail "with no -m the server should serve the embedded pair, two sessions in parallel"
 ok
 
 auth=(-H "Authorization: Bearer $key")
@@ -51,7 +56,7 @@ post() { curl -s -o "$work/$1" -w '%{http_code}' --max-time 60 "${auth[@]}" -H '
 
 # Chat, not streamed.
 code=$(post chat.json /v1/chat/completions \
-  '{"model":"a","messages":[{"role":"user","content":"hello"}],"max_tokens":8,"temperature":0}')
+  '{"model":"'$name'","messages":[{"role":"user","content":"hello"}],"max_tokens":8,"temperature":0}')
 [ "$code" = 200 ] || fail "chat status $code: $(cat "$work/chat.json")"
 node -e '
 const j = JSON.parse(require("fs").readFileSync(process.argv[1]));
@@ -110,7 +115,7 @@ ok
 
 # Greedy: the server's completion equals `dflash generate` on the same text.
 prompt='def quicksort(arr):'
-"$dflash" generate -m "$work/a.gguf" -p "$prompt" -n 24 --json > "$work/gen.json" 2>/dev/null || fail "generate"
+"$dflash" generate -m "$target" -p "$prompt" -n 24 --json > "$work/gen.json" 2>/dev/null || fail "generate"
 code=$(post comp.json /v1/completions "{\"prompt\":\"$prompt\",\"max_tokens\":24,\"temperature\":0}")
 [ "$code" = 200 ] || fail "completion status $code"
 node -e '
@@ -124,12 +129,12 @@ ok
 # The official client, then load: 8 concurrent clients x 20 requests.
 js="$src/tests/js"
 if [ -d "$js/node_modules/openai" ]; then
-  node "$js/server_openai_client.mjs" "$base/v1" a "$key" || fail "openai client"
+  node "$js/server_openai_client.mjs" "$base/v1" "$name" "$key" || fail "openai client"
   ok
 else
   echo "note: tests/js/node_modules/openai missing (run npm install in tests/js); client test skipped" >&2
 fi
-timeout 300 node "$js/server_load.mjs" "$base/v1" a "$key" 8 20 || fail "load"
+timeout 300 node "$js/server_load.mjs" "$base/v1" "$name" "$key" 8 20 || fail "load"
 ok
 
 # A client that hangs up cancels its generation: 4000 tokens asked, the stream dropped after

@@ -47,7 +47,35 @@ const comp = await client.completions.create({ model, prompt: "def f(", max_toke
 if (comp.object !== "text_completion" || typeof comp.choices[0].text !== "string") fail("completion " + JSON.stringify(comp));
 passed++;
 
-// 4. errors: a bad sampling value, an unknown model
+// 4. a tools round trip: tools offered, then the conversation continued with an assistant
+// tool call and the tool's result (what a client sends after running a tool); both answer a
+// well-formed completion, and any tool call the model makes has the client's shape.
+const tools = [{ type: "function", function: { name: "read_file", description: "Read a file",
+  parameters: { type: "object", properties: { path: { type: "string" } }, required: ["path"] } } }];
+const first = await client.chat.completions.create({
+  model, messages: [{ role: "user", content: "Show me setup.py" }], tools, tool_choice: "auto",
+  max_tokens: 16, temperature: 0,
+});
+const m1 = first.choices[0].message;
+if (m1.role !== "assistant") fail("tools: role " + m1.role);
+for (const call of m1.tool_calls ?? []) {
+  if (call.type !== "function" || typeof call.id !== "string" || typeof call.function.name !== "string" ||
+      typeof call.function.arguments !== "string") fail("tools: call shape " + JSON.stringify(call));
+}
+if (m1.tool_calls?.length && first.choices[0].finish_reason !== "tool_calls") fail("tools: finish_reason");
+const second = await client.chat.completions.create({
+  model, tools, max_tokens: 16, temperature: 0, messages: [
+    { role: "user", content: "Show me setup.py" },
+    { role: "assistant", content: null, tool_calls: [{ id: "call_1", type: "function",
+      function: { name: "read_file", arguments: JSON.stringify({ path: "setup.py" }) } }] },
+    { role: "tool", tool_call_id: "call_1", content: "from setuptools import setup\nsetup(name='demo')\n" },
+  ],
+});
+if (second.object !== "chat.completion" || second.choices[0].message.role !== "assistant") fail("tools: second turn");
+if (!(second.usage.prompt_tokens > first.usage.prompt_tokens)) fail("tools: the tool result was not in the prompt");
+passed++;
+
+// 5. errors: a bad sampling value, an unknown model
 try {
   await client.chat.completions.create({ model, messages: [{ role: "user", content: "x" }], temperature: 7 });
   fail("temperature 7 accepted");

@@ -1,36 +1,83 @@
 /* The CPU implementation of the op table: host memory, zero-copy weights (the mmapped GGUF
- * bytes are used in place), and the kernels of cpu_ops.h run on a persistent thread pool. */
+ * bytes are used in place), and the kernels of cpu_ops.h run on a persistent thread pool.
+ *
+ * Lanes: a pool runs one call at a time, so two sessions that share it must take turns. A
+ * lane is a pool of its own plus its own scratch; a thread that binds a lane (lane_bind) runs
+ * every op of this backend on it, so sessions bound to different lanes decode in parallel on
+ * the same weights. A thread with no lane bound uses the backend's main lane. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "backend/backend.h"
 #include "base/alloc.h"
 
-typedef struct cpu_backend {
-    df_backend base;
+typedef struct cpu_lane {
+    const df_backend *owner;
     df_pool *pool;
     void *scratch;        /* grown on demand, then reused: steady-state steps never allocate */
     size_t scratch_size;
+} cpu_lane;
+
+typedef struct cpu_backend {
+    df_backend base;
+    cpu_lane main;
 } cpu_backend;
 
-static cpu_backend *impl(df_backend *be) { return (cpu_backend *)be->impl; }
+static _Thread_local cpu_lane *bound_lane;
 
-static df_status scratch_reserve(cpu_backend *cb, size_t size) {
-    if (size <= cb->scratch_size) return DF_OK;
+/* The lane the calling thread runs this backend's ops on. */
+static cpu_lane *lane_of(df_backend *be) {
+    cpu_lane *l = bound_lane;
+    return l && l->owner == be ? l : &((cpu_backend *)be->impl)->main;
+}
+
+static df_status scratch_reserve(cpu_lane *ln, size_t size) {
+    if (size <= ln->scratch_size) return DF_OK;
     void *p = df_alloc_aligned(size);
     if (!p) return df_fail(DF_ERR_NOMEM, "cpu backend: cannot allocate %zu bytes of scratch", size);
-    df_free_aligned(cb->scratch);
-    cb->scratch = p;
-    cb->scratch_size = size;
+    df_free_aligned(ln->scratch);
+    ln->scratch = p;
+    ln->scratch_size = size;
     return DF_OK;
 }
 
+static df_status lane_init(const df_backend *owner, int n_threads, cpu_lane *l) {
+    l->owner = owner;
+    return df_pool_create(n_threads, &l->pool);
+}
+
+static void lane_release(cpu_lane *l) {
+    df_pool_destroy(l->pool);
+    df_free_aligned(l->scratch);
+}
+
 static void cpu_destroy(df_backend *be) {
-    cpu_backend *cb = impl(be);
-    df_pool_destroy(cb->pool);
-    df_free_aligned(cb->scratch);
+    cpu_backend *cb = (cpu_backend *)be->impl;
+    lane_release(&cb->main);
     free(cb);
 }
+
+static df_status cpu_lane_create(df_backend *be, int n_threads, void **out) {
+    *out = NULL;
+    cpu_lane *l = calloc(1, sizeof *l);
+    if (!l) return df_fail(DF_ERR_NOMEM, "cpu backend: out of memory");
+    df_status st = lane_init(be, n_threads, l);
+    if (st != DF_OK) {
+        free(l);
+        return st;
+    }
+    *out = l;
+    return DF_OK;
+}
+
+static void cpu_lane_free(df_backend *be, void *lane) {
+    if (!lane) return;
+    if (bound_lane == lane) bound_lane = NULL;
+    lane_release(lane);
+    free(lane);
+}
+
+static void cpu_lane_bind(df_backend *be, void *lane) { bound_lane = lane; }
 
 static df_status cpu_alloc(df_backend *be, size_t size, void **out) {
     *out = df_calloc_aligned(size);
@@ -73,55 +120,55 @@ static df_status cpu_get_rows(df_backend *be, const df_weight *table, const int3
 
 static df_status cpu_matmul(df_backend *be, const float *x, int64_t n_tok, const df_weight *w,
                             float *y) {
-    cpu_backend *cb = impl(be);
-    DF_TRY(scratch_reserve(cb, df_cpu_matmul_scratch_size(w->type, n_tok, w->ne[0])));
-    df_status st = df_cpu_matmul(cb->pool, x, n_tok, w->ne[0], w->data, w->type, w->ne[1], y,
-                                 cb->scratch, cb->scratch_size);
+    cpu_lane *ln = lane_of(be);
+    DF_TRY(scratch_reserve(ln, df_cpu_matmul_scratch_size(w->type, n_tok, w->ne[0])));
+    df_status st = df_cpu_matmul(ln->pool, x, n_tok, w->ne[0], w->data, w->type, w->ne[1], y,
+                                 ln->scratch, ln->scratch_size);
     if (st != DF_OK && w->name) return df_fail_context(st, "%s", w->name);
     return st;
 }
 
 static df_status cpu_rmsnorm(df_backend *be, const float *x, int64_t xs, float *y, int64_t ys,
                              int64_t n_rows, int64_t dim, const float *w, float eps) {
-    return df_cpu_rmsnorm(impl(be)->pool, x, xs, y, ys, n_rows, dim, w, eps);
+    return df_cpu_rmsnorm(lane_of(be)->pool, x, xs, y, ys, n_rows, dim, w, eps);
 }
 
 static df_status cpu_rmsnorm_heads(df_backend *be, const df_heads *x, const float *w, float eps) {
-    return df_cpu_rmsnorm_heads(impl(be)->pool, x, w, eps);
+    return df_cpu_rmsnorm_heads(lane_of(be)->pool, x, w, eps);
 }
 
 static df_status cpu_rmsnorm_gated(df_backend *be, const float *x, int64_t xs, const float *z,
                                    int64_t zs, float *y, int64_t ys, int64_t n_rows, int64_t dim,
                                    const float *w, float eps) {
-    return df_cpu_rmsnorm_gated(impl(be)->pool, x, xs, z, zs, y, ys, n_rows, dim, w, eps);
+    return df_cpu_rmsnorm_gated(lane_of(be)->pool, x, xs, z, zs, y, ys, n_rows, dim, w, eps);
 }
 
 static df_status cpu_l2norm_heads(df_backend *be, const df_heads *x, float eps) {
-    return df_cpu_l2norm_heads(impl(be)->pool, x, eps);
+    return df_cpu_l2norm_heads(lane_of(be)->pool, x, eps);
 }
 
 static df_status cpu_add(df_backend *be, const float *a, const float *b, float *y, int64_t n) {
-    return df_cpu_add(impl(be)->pool, a, b, y, n);
+    return df_cpu_add(lane_of(be)->pool, a, b, y, n);
 }
 
 static df_status cpu_swiglu(df_backend *be, const float *gate, const float *up, float *y,
                             int64_t n) {
-    return df_cpu_swiglu(impl(be)->pool, gate, up, y, n);
+    return df_cpu_swiglu(lane_of(be)->pool, gate, up, y, n);
 }
 
 static df_status cpu_rope(df_backend *be, const df_heads *x, const int32_t *pos,
                           const float *inv_freq, int64_t rot_dim) {
-    return df_cpu_rope(impl(be)->pool, x, pos, inv_freq, rot_dim);
+    return df_cpu_rope(lane_of(be)->pool, x, pos, inv_freq, rot_dim);
 }
 
 static df_status cpu_attention(df_backend *be, const df_attn_args *args) {
-    return df_cpu_attention(impl(be)->pool, args);
+    return df_cpu_attention(lane_of(be)->pool, args);
 }
 
 static df_status cpu_conv1d_silu(df_backend *be, const float *x, int64_t xs, int64_t n_tok,
                                  int64_t channels, const float *w, int64_t kernel, float *state,
                                  float *out, int64_t os, float *capture) {
-    return df_cpu_conv1d_silu(impl(be)->pool, x, xs, n_tok, channels, w, kernel, state, out, os,
+    return df_cpu_conv1d_silu(lane_of(be)->pool, x, xs, n_tok, channels, w, kernel, state, out, os,
                               capture);
 }
 
@@ -132,13 +179,13 @@ static df_status cpu_gdn_gates(df_backend *be, const float *a, const float *b,
 }
 
 static df_status cpu_gdn_recurrent(df_backend *be, const df_gdn_args *args) {
-    return df_cpu_gdn_recurrent(impl(be)->pool, args);
+    return df_cpu_gdn_recurrent(lane_of(be)->pool, args);
 }
 
 static df_status cpu_gdn_chunked(df_backend *be, const df_gdn_args *args) {
-    cpu_backend *cb = impl(be);
-    DF_TRY(scratch_reserve(cb, df_cpu_gdn_chunked_scratch_size(cb->pool, args->k.dim, args->v.dim)));
-    return df_cpu_gdn_chunked(cb->pool, args, cb->scratch, cb->scratch_size);
+    cpu_lane *ln = lane_of(be);
+    DF_TRY(scratch_reserve(ln, df_cpu_gdn_chunked_scratch_size(ln->pool, args->k.dim, args->v.dim)));
+    return df_cpu_gdn_chunked(ln->pool, args, ln->scratch, ln->scratch_size);
 }
 
 static df_status cpu_state_to_f32(df_backend *be, float *dst, const void *src, df_state_type type,
@@ -160,11 +207,11 @@ static df_status cpu_argmax_rows(df_backend *be, const float *x, int64_t n_rows,
 
 static df_status cpu_kv_write(df_backend *be, df_kv_cache *cache, const df_heads *k_new,
                               const df_heads *v_new, int64_t row0) {
-    return df_cpu_kv_write(impl(be)->pool, cache, k_new, v_new, row0);
+    return df_cpu_kv_write(lane_of(be)->pool, cache, k_new, v_new, row0);
 }
 
 static df_status cpu_attention_window(df_backend *be, const df_window_attn_args *args) {
-    return df_cpu_attention_window(impl(be)->pool, args);
+    return df_cpu_attention_window(lane_of(be)->pool, args);
 }
 
 static const df_backend_ops cpu_ops = {
@@ -196,13 +243,16 @@ static const df_backend_ops cpu_ops = {
     .argmax_rows = cpu_argmax_rows,
     .kv_write = cpu_kv_write,
     .attention_window = cpu_attention_window,
+    .lane_create = cpu_lane_create,
+    .lane_free = cpu_lane_free,
+    .lane_bind = cpu_lane_bind,
 };
 
 df_status df_backend_cpu_create(int n_threads, df_backend **out) {
     *out = NULL;
     cpu_backend *cb = calloc(1, sizeof *cb);
     if (!cb) return df_fail(DF_ERR_NOMEM, "cpu backend: out of memory");
-    df_status st = df_pool_create(n_threads, &cb->pool);
+    df_status st = lane_init(&cb->base, n_threads, &cb->main);
     if (st != DF_OK) {
         free(cb);
         return st;
