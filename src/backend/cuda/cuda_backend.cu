@@ -287,6 +287,10 @@ static const df_backend_ops cuda_ops = {
     /* .argmax_rows = */ cu_argmax_rows,
     /* .kv_write = */ cu_kv_write,
     /* .attention_window = */ cu_attention_window,
+    /* lanes: none yet (one stream; sessions on a GPU take turns) */
+    /* .lane_create = */ NULL,
+    /* .lane_free = */ NULL,
+    /* .lane_bind = */ NULL,
 };
 
 extern "C" df_status df_backend_cuda_create(int device, df_backend **out) {
