@@ -4,7 +4,9 @@
  * weight bandwidth (bytes of weights read per token x tokens per second) next to this
  * machine's read bandwidth measured in the same run.
  * With --draft: the same generation again with speculative decoding, reported against the
- * AR run of this invocation (speedup, mean acceptance length, its histogram, time split). */
+ * AR run of this invocation (speedup, mean acceptance length, its histogram, time split), and
+ * the cost of one drafter step and of one verify in AR decode steps (issue #7: "drafter step /
+ * AR step"; a step of B-token speculation pays one of each). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -189,6 +191,13 @@ int cmd_bench(int argc, char **argv) {
         double decode_gbs = wbytes * r_ar.decode_tok_s / 1e9;
         const dflash_gen_stats *ss = &r_spec.best;
         double speedup = r_ar.decode_tok_s > 0 ? r_spec.decode_tok_s / r_ar.decode_tok_s : 0;
+        /* Per speculative step (one propose and one verify each), against the AR step of this
+         * run (the time per decoded token of the best AR repetition). */
+        const double ar_step_ms = r_ar.decode_tok_s > 0 ? 1e3 / r_ar.decode_tok_s : 0;
+        const double draft_step_ms = ss->n_verify > 0 ? 1e3 * ss->draft_s / (double)ss->n_verify : 0;
+        const double verify_step_ms = ss->n_verify > 0 ? 1e3 * ss->verify_s / (double)ss->n_verify : 0;
+        const double draft_over_ar = ar_step_ms > 0 ? draft_step_ms / ar_step_ms : 0;
+        const double verify_over_ar = ar_step_ms > 0 ? verify_step_ms / ar_step_ms : 0;
         if (json) {
             printf("{\"model\":\"%s\",\"n_prompt\":%zu,\"n_gen\":%lld,\"prefill_tok_s\":%.2f,"
                    "\"ar_tok_s\":%.2f,\"weight_bytes\":%.0f,\"decode_weight_gbs\":%.3f,"
@@ -197,9 +206,12 @@ int cmd_bench(int argc, char **argv) {
                    bw.read_gbs, bw.copy_gbs, decode_gbs / bw.read_gbs);
             if (spec)
                 printf(",\"draft\":\"%s\",\"spec_tok_s\":%.2f,\"speedup\":%.3f,\"mean_accept_len\":%.3f,"
-                       "\"n_verify\":%lld,\"draft_s\":%.4f,\"verify_s\":%.4f,\"decode_s\":%.4f",
+                       "\"n_verify\":%lld,\"draft_s\":%.4f,\"verify_s\":%.4f,\"decode_s\":%.4f,"
+                       "\"ar_step_ms\":%.4f,\"draft_step_ms\":%.4f,\"verify_step_ms\":%.4f,"
+                       "\"draft_over_ar_step\":%.4f,\"verify_over_ar_step\":%.4f",
                        mp.draft_path, r_spec.decode_tok_s, speedup, ss->mean_accept_len,
-                       (long long)ss->n_verify, ss->draft_s, ss->verify_s, ss->decode_s);
+                       (long long)ss->n_verify, ss->draft_s, ss->verify_s, ss->decode_s, ar_step_ms,
+                       draft_step_ms, verify_step_ms, draft_over_ar, verify_over_ar);
             if (widths) {
                 printf(",\"forward_ms\":{");
                 for (int w = 0; w < N_WIDTHS; w++) printf("%s\"%d\":%.3f", w ? "," : "", k_widths[w], width_ms[w]);
@@ -235,6 +247,9 @@ int cmd_bench(int argc, char **argv) {
                 printf("(tokens committed: verifies)\n");
                 printf("time             draft %.3f s, verify %.3f s, other %.3f s\n", ss->draft_s,
                        ss->verify_s, ss->decode_s - ss->draft_s - ss->verify_s);
+                printf("per step         drafter %.3f ms = %.2f AR steps, verify %.3f ms = %.2f AR steps "
+                       "(AR step %.3f ms)\n", draft_step_ms, draft_over_ar, verify_step_ms, verify_over_ar,
+                       ar_step_ms);
             }
         }
     }

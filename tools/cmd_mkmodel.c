@@ -1,5 +1,6 @@
-/* dflash mkmodel --preset NAME [--type T] [--seed S] OUT.gguf: a random-weight qwen35 file in
- * the shape of a published model, for benchmarks at real sizes (docs/MKMODEL.md). */
+/* dflash mkmodel --preset NAME [--drafter] [--type T] [--seed S] OUT.gguf: a random-weight
+ * qwen35 file in the shape of a published model, or (--drafter) the DFlash drafter that goes
+ * with it, for benchmarks at real sizes (docs/MKMODEL.md). */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,26 +17,38 @@
 static void usage(FILE *f) {
     fprintf(f,
             "usage: dflash mkmodel --preset NAME [options] OUT.gguf\n"
+            "       dflash mkmodel --preset NAME --drafter [options] DRAFT.gguf\n"
             "\n"
             "Writes a qwen35 GGUF with pseudo-random weights and the exact shapes of a published\n"
             "model (the metadata, tensors and type recipe of `dflash convert`; no tokenizer).\n"
             "For benchmarks: the forward pass gives finite logits, not meaningful text.\n"
+            "With --drafter it writes, instead, the DFlash drafter for that target: the shape of\n"
+            "the drafter published for the model (z-lab's, see --list), or a documented shape of\n"
+            "our own where none is published. Make both with the same --preset and --set:\n"
+            "    dflash mkmodel --preset qwen3.6-27b --type q4_k_m T.gguf\n"
+            "    dflash mkmodel --preset qwen3.6-27b --type q4_k_m --drafter D.gguf\n"
+            "    dflash bench -m T.gguf --draft D.gguf\n"
             "\n"
             "  --preset NAME     the shape (see --list)\n"
-            "  --type T          f32 (default), f16, bf16, q8_0 or q4_k_m\n"
+            "  --drafter         write the target's DFlash drafter instead of the target\n"
+            "  --type T          f32 (default), f16, bf16, q8_0 or q4_k_m (a drafter's q4_k_m is\n"
+            "                    Q4_K for every matrix, as `dflash convert` writes drafters)\n"
             "  --seed S          the random seed (default 0); same seed, same bytes\n"
-            "  --set KEY=VALUE   change one config.json field of the preset, e.g.\n"
-            "                    --set num_hidden_layers=8 (repeatable)\n"
+            "  --set KEY=VALUE   change one config.json field of the preset (the target), e.g.\n"
+            "                    --set num_hidden_layers=8 (repeatable); a drafter follows the\n"
+            "                    target's hidden size, vocabulary and depth\n"
+            "  --unique-rows     draw every row of every tensor (slow: bound by the quantizer);\n"
+            "                    by default large tensors copy rows from pools of random rows\n"
+            "                    quantized once, so writing is bound by the disk\n"
             "  -t, --threads N   threads (default: all CPUs)\n"
             "  -q, --quiet       no progress display\n"
             "  --dry-run         print the size of the file and write nothing\n"
-            "  --list            list the presets and exit\n"
-            "  --drafter         not available yet (the DFlash drafter format is still being written)\n");
+            "  --list            list the presets and exit\n");
 }
 
 static void list_presets(FILE *f) {
-    fprintf(f, "%-14s %-20s %7s %6s %6s %6s %4s %8s %6s %s\n", "preset", "shape of", "layers", "hidden", "ffn",
-            "heads", "kv", "lin k/v", "tied", "params");
+    fprintf(f, "%-14s %-20s %7s %6s %6s %6s %4s %8s %6s %8s  %s\n", "preset", "shape of", "layers", "hidden", "ffn",
+            "heads", "kv", "lin k/v", "tied", "params", "drafter");
     for (size_t i = 0; i < df_mkmodel_n_presets(); i++) {
         const df_mkmodel_config *c = df_mkmodel_preset_at(i);
         df_mkmodel_size sz;
@@ -45,10 +58,14 @@ static void list_presets(FILE *f) {
         else df_clear_error();
         char lin[24];
         snprintf(lin, sizeof lin, "%lld/%lld", (long long)c->linear_num_key_heads, (long long)c->linear_num_value_heads);
-        fprintf(f, "%-14s %-20s %7lld %6lld %6lld %6lld %4lld %8s %6s %s\n", c->name, c->source ? c->source : "-",
+        df_mkmodel_drafter d;
+        const char *drafter = "?";
+        if (df_mkmodel_drafter_for(c, &d) == DF_OK) drafter = d.source ? d.source : "own shape";
+        else df_clear_error();
+        fprintf(f, "%-14s %-20s %7lld %6lld %6lld %6lld %4lld %8s %6s %8s  %s\n", c->name, c->source ? c->source : "-",
                 (long long)c->num_hidden_layers, (long long)c->hidden_size, (long long)c->intermediate_size,
                 (long long)c->num_attention_heads, (long long)c->num_key_value_heads, lin,
-                c->tie_word_embeddings ? "yes" : "no", params);
+                c->tie_word_embeddings ? "yes" : "no", params, drafter);
     }
 }
 
@@ -56,7 +73,7 @@ int cmd_mkmodel(int argc, char **argv) {
     df_mkmodel_opts o;
     df_mkmodel_opts_init(&o);
     const char *preset = NULL, *out = NULL;
-    bool dry_run = false;
+    bool dry_run = false, drafter = false;
     /* --set applies after --preset whatever the order on the line: keep them until then. */
     const char **sets = calloc((size_t)argc, sizeof *sets);
     int n_sets = 0, rc = 2;
@@ -76,9 +93,9 @@ int cmd_mkmodel(int argc, char **argv) {
             rc = 0;
             goto done;
         } else if (!strcmp(a, "--drafter")) {
-            fprintf(stderr, "dflash %s: --drafter: random DFlash drafters are not available yet (the drafter "
-                            "GGUF format is still being written); make the target alone\n", CMD);
-            goto done;
+            drafter = true;
+        } else if (!strcmp(a, "--unique-rows")) {
+            o.unique_rows = true;
         } else if (!strcmp(a, "--dry-run")) {
             dry_run = true;
         } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
@@ -140,19 +157,31 @@ int cmd_mkmodel(int argc, char **argv) {
     }
 
     df_mkmodel_size sz;
-    if (df_mkmodel_estimate(&c, o.type, &sz) != DF_OK) {
-        fprintf(stderr, "dflash %s: %s\n", CMD, df_last_error());
-        rc = 1;
-        goto done;
+    df_mkmodel_drafter d;
+    if (drafter) {
+        if (df_mkmodel_drafter_for(&c, &d) != DF_OK || df_mkmodel_drafter_estimate(&d, o.type, &sz) != DF_OK) {
+            fprintf(stderr, "dflash %s: --drafter: %s\n", CMD, df_last_error());
+            rc = 1;
+            goto done;
+        }
+        fprintf(stderr, "dflash %s: drafter %s (%s) for %s %s: %zu tensors, %.3f B parameters, %.1f MiB of tensor "
+                        "data\n", CMD, d.name, d.source ? d.source : "own shape", c.name, df_convert_type_name(o.type),
+                sz.n_tensors, (double)sz.n_params / 1e9, (double)sz.data_bytes / (1024.0 * 1024.0));
+    } else {
+        if (df_mkmodel_estimate(&c, o.type, &sz) != DF_OK) {
+            fprintf(stderr, "dflash %s: %s\n", CMD, df_last_error());
+            rc = 1;
+            goto done;
+        }
+        fprintf(stderr, "dflash %s: %s (%s) %s: %zu tensors, %.3f B parameters, %.1f MiB of tensor data\n", CMD,
+                c.name, c.source ? c.source : "own shape", df_convert_type_name(o.type), sz.n_tensors,
+                (double)sz.n_params / 1e9, (double)sz.data_bytes / (1024.0 * 1024.0));
     }
-    fprintf(stderr, "dflash %s: %s (%s) %s: %zu tensors, %.3f B parameters, %.1f MiB of tensor data\n", CMD, c.name,
-            c.source ? c.source : "own shape", df_convert_type_name(o.type), sz.n_tensors, (double)sz.n_params / 1e9,
-            (double)sz.data_bytes / (1024.0 * 1024.0));
     if (dry_run) {
         rc = 0;
         goto done;
     }
-    if (df_mkmodel_write(&c, out, &o) != DF_OK) {
+    if ((drafter ? df_mkmodel_write_drafter(&d, &c, out, &o) : df_mkmodel_write(&c, out, &o)) != DF_OK) {
         fprintf(stderr, "dflash %s: %s\n", CMD, df_last_error());
         rc = 1;
         goto done;

@@ -2,10 +2,10 @@
  *
  * The converter's qwen35 code lists the tensors of a model from its hyperparameters
  * (df_q35_each_tensor) and writes the metadata (df_q35_write_metadata); its recipe assigns
- * each tensor's type (df_conv_assign_types) and its streaming writer converts rows chunk by
- * chunk on a thread pool (df_conv_write_rows). The one thing that differs is where a row comes
- * from: here it is drawn from a generator seeded by (seed, tensor, row), so the bytes do not
- * depend on the thread count or the chunking.
+ * each tensor's type (df_conv_assign_types). The one thing that differs is where a row comes
+ * from: here it is drawn at random, and mkmodel_rows.c streams the rows to the file as the
+ * converter's writer does (large tensors copy rows from a pool quantized once, small ones get
+ * rows of their own), so the bytes depend on the seed only.
  *
  * A row is drawn as the Hugging Face tensor would hold it and then goes through the same
  * transform the converter applies (+1 for the zero-centred norms, -exp for A_log). Scales are
@@ -25,8 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/rng.h"
-#include "convert/convert_internal.h"
+#include "convert/mkmodel_internal.h"
 
 void df_mkmodel_opts_init(df_mkmodel_opts *o) {
     memset(o, 0, sizeof *o);
@@ -63,22 +62,9 @@ static void to_hparams(const df_mkmodel_config *c, df_q35_hparams *hp) {
 
 /* ---- the plan: the converter's tensor list, with an initializer per tensor -------------------- */
 
-typedef enum init_kind {
-    INIT_NORMAL,     /* N(0, scale^2) */
-    INIT_NORM_ONE,   /* 1 + N(0, 0.02^2) (a plain norm weight) */
-    INIT_NORM_ZERO,  /* N(0, 0.02^2); the +1 transform makes it ~1 */
-    INIT_A_LOG,      /* log U(1, 16); -exp makes ssm_a = -A */
-    INIT_DT_BIAS,    /* softplus^-1(dt), log dt ~ U(log 1e-3, log 1e-1) */
-} init_kind;
-
-typedef struct init_spec {
-    init_kind kind;
-    float scale;
-} init_spec;
-
 typedef struct mk_plan {
     df_conv_plan plan;
-    init_spec *init; /* parallel to plan.t */
+    mk_init *init; /* parallel to plan.t */
     size_t init_cap;
     const df_q35_hparams *hp;
 } mk_plan;
@@ -88,18 +74,18 @@ static bool ends_with(const char *s, const char *suffix) {
     return n >= m && !memcmp(s + n - m, suffix, m);
 }
 
-static init_spec pick_init(const df_q35_hparams *hp, const df_q35_spec *s, const int64_t *ne) {
-    if (ends_with(s->hf, "A_log")) return (init_spec){INIT_A_LOG, 0};
-    if (ends_with(s->hf, "dt_bias")) return (init_spec){INIT_DT_BIAS, 0};
+static mk_init pick_init(const df_q35_hparams *hp, const df_q35_spec *s, const int64_t *ne) {
+    if (ends_with(s->hf, "A_log")) return (mk_init){MK_INIT_A_LOG, 0};
+    if (ends_with(s->hf, "dt_bias")) return (mk_init){MK_INIT_DT_BIAS, 0};
     if (ends_with(s->hf, "norm.weight"))
-        return (init_spec){s->op == DF_CONV_OP_PLUS_ONE ? INIT_NORM_ZERO : INIT_NORM_ONE, 0.02f};
-    if (ends_with(s->hf, "conv1d.weight")) return (init_spec){INIT_NORMAL, (float)(1.0 / sqrt((double)ne[0]))};
+        return (mk_init){s->op == DF_CONV_OP_PLUS_ONE ? MK_INIT_NORM_ZERO : MK_INIT_NORM_ONE, 0.02f};
+    if (ends_with(s->hf, "conv1d.weight")) return (mk_init){MK_INIT_NORMAL, (float)(1.0 / sqrt((double)ne[0]))};
     if (!strcmp(s->hf, "embed_tokens.weight") || !strcmp(s->hf, "lm_head.weight"))
-        return (init_spec){INIT_NORMAL, (float)(1.0 / sqrt((double)hp->n_embd))};
+        return (mk_init){MK_INIT_NORMAL, (float)(1.0 / sqrt((double)hp->n_embd))};
     double scale = 1.0 / sqrt((double)ne[0]);
     if (ends_with(s->hf, "o_proj.weight") || ends_with(s->hf, "out_proj.weight") || ends_with(s->hf, "down_proj.weight"))
         scale /= sqrt(2.0 * (double)hp->n_layer);
-    return (init_spec){INIT_NORMAL, (float)scale};
+    return (mk_init){MK_INIT_NORMAL, (float)scale};
 }
 
 static df_status plan_tensor(void *ctx, int layer, const char *gguf_name, const df_q35_spec *s) {
@@ -111,7 +97,7 @@ static df_status plan_tensor(void *ctx, int layer, const char *gguf_name, const 
      * distribution. */
     if (mp->plan.n == mp->init_cap) {
         size_t cap = mp->init_cap ? mp->init_cap * 2 : 64;
-        init_spec *ni = realloc(mp->init, cap * sizeof *ni);
+        mk_init *ni = realloc(mp->init, cap * sizeof *ni);
         if (!ni) return df_fail(DF_ERR_NOMEM, "mkmodel: out of memory for the tensor plan");
         mp->init = ni;
         mp->init_cap = cap;
@@ -167,73 +153,6 @@ df_status df_mkmodel_estimate(const df_mkmodel_config *c, df_convert_type type, 
     return st;
 }
 
-/* ---- rows ------------------------------------------------------------------------------------ */
-
-typedef struct gen_ctx {
-    const mk_plan *mp;
-    uint64_t seed;
-} gen_ctx;
-
-/* splitmix64's finalizer: a bijective mix, so distinct (seed, tensor, row) give unrelated streams. */
-static uint64_t mix64(uint64_t z) {
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-/* Uniform in (0, 1): 24 random bits, centred in their cell, so log() never sees 0. */
-static inline float unit_open(uint64_t bits) {
-    return ((float)(bits >> 40) + 0.5f) * 0x1.0p-24f;
-}
-
-/* Standard normals, two per Box-Muller draw (df_rng_normal keeps one of each pair and works in
- * double; a 27B model needs 27 billion of these, so both halves are used and floats suffice). */
-static void fill_normal(df_rng *r, float *x, int64_t n, float scale) {
-    int64_t i = 0;
-    for (; i + 1 < n; i += 2) {
-        float u1 = unit_open(df_rng_u64(r)), u2 = unit_open(df_rng_u64(r));
-        float rad = sqrtf(-2.0f * logf(u1)) * scale, ang = 6.2831853f * u2;
-        x[i] = rad * cosf(ang);
-        x[i + 1] = rad * sinf(ang);
-    }
-    if (i < n) {
-        float u1 = unit_open(df_rng_u64(r)), u2 = unit_open(df_rng_u64(r));
-        x[i] = sqrtf(-2.0f * logf(u1)) * cosf(6.2831853f * u2) * scale;
-    }
-}
-
-static void gen_row(void *ctx, size_t ti, const df_conv_tensor *t, int64_t r, float *dst, float *tmp) {
-    (void)tmp;
-    const gen_ctx *g = ctx;
-    const init_spec *is = &g->mp->init[ti];
-    const int64_t n = t->ne[0];
-    df_rng rng;
-    df_rng_seed(&rng, mix64(mix64(g->seed ^ mix64((uint64_t)ti + 1)) + (uint64_t)r));
-    switch (is->kind) {
-    case INIT_NORMAL:
-        fill_normal(&rng, dst, n, is->scale);
-        break;
-    case INIT_NORM_ONE:
-        fill_normal(&rng, dst, n, is->scale);
-        for (int64_t i = 0; i < n; i++) dst[i] += 1.0f;
-        break;
-    case INIT_NORM_ZERO:
-        fill_normal(&rng, dst, n, is->scale);
-        break;
-    case INIT_A_LOG:
-        for (int64_t i = 0; i < n; i++) dst[i] = logf(1.0f + 15.0f * unit_open(df_rng_u64(&rng)));
-        break;
-    case INIT_DT_BIAS:
-        for (int64_t i = 0; i < n; i++) {
-            const float lo = logf(1e-3f), hi = logf(1e-1f);
-            float dt = expf(lo + (hi - lo) * unit_open(df_rng_u64(&rng)));
-            dst[i] = dt + logf(-expm1f(-dt)); /* softplus^-1(dt) = log(exp(dt) - 1), stably */
-        }
-        break;
-    }
-    df_conv_apply_op(t->op, dst, n);
-}
-
 /* ---- the file -------------------------------------------------------------------------------- */
 
 df_status df_mkmodel_write(const df_mkmodel_config *c, const char *out_path, const df_mkmodel_opts *opts) {
@@ -261,14 +180,7 @@ df_status df_mkmodel_write(const df_mkmodel_config *c, const char *out_path, con
     if (st == DF_OK) {
         fprintf(log, "dflash mkmodel: %s, %s, seed %llu: no tokenizer in the file (pass token ids; bench does)\n",
                 c->name, df_convert_type_name(opts->type), (unsigned long long)opts->seed);
-        df_convert_opts co;
-        df_convert_opts_init(&co);
-        co.type = opts->type;
-        co.n_threads = opts->n_threads;
-        co.log = log;
-        co.quiet = opts->quiet;
-        gen_ctx g = {.mp = &mp, .seed = opts->seed};
-        st = df_conv_write_rows(&mp.plan, w, &co, "generating", gen_row, &g);
+        st = mk_write_rows(&mp.plan, mp.init, w, opts, log);
     }
     if (st == DF_OK) st = df_gguf_writer_finish(w);
     df_gguf_writer_free(w);

@@ -45,7 +45,50 @@
  *       reorder is exercised), small enough to write in tests.
  *
  * rope.dimension_sections is not a field here: the converter writes [11, 11, 10, 0] when
- * config.json has no mrope_section, and those are the published values too. */
+ * config.json has no mrope_section, and those are the published values too.
+ *
+ * The DFlash drafters (`mkmodel --drafter`). z-lab publishes drafters for Qwen3.5-4B, 9B, 27B
+ * and 35B-A3B and for Qwen3.6-27B (z-lab/dflash README, "Supported Models"); their config.json
+ * files are not in the searchable index either, so each shape is taken from public code that
+ * transcribes them:
+ *
+ *   qwen3.5-4b    z-lab/Qwen3.5-4B-DFlash
+ *     a Rust DFlash runtime's test `default_matches_upstream_z_lab_qwen35_4b_dflash` (its
+ *       defaults "pinned to the upstream Python dataclass"): hidden 2560, intermediate 9728,
+ *       5 layers, 32 heads / 8 KV of head_dim 128, rms_norm_eps 1e-6, vocab 248320,
+ *       max_position_embeddings 262144, rope_theta 1e7, block_size 16, mask_token_id 248070.
+ *     mlxcel's Qwen3.5 speculative path: capture layers [1, 8, 15, 22, 29], "the only currently
+ *       published DFlash drafter checkpoint (z-lab/Qwen3.5-4B-DFlash)".
+ *   qwen3.5-9b    z-lab/Qwen3.5-9B-DFlash
+ *     a Rust DFlash loader's test `parses_qwen35_9b_dflash_config`: hidden 4096, intermediate
+ *       12288, 5 layers, 32 / 8 heads of 128, max_position_embeddings 262144, rope_theta 1e7
+ *       (top level), rms_norm_eps 1e-6, block_size 16, num_target_layers 32,
+ *       dflash_config {mask_token_id 248070, target_layer_ids [1, 8, 15, 22, 29]}.
+ *     the card of guglxni/Qwen3.5-9B-abliterated-DFlash (a fine-tune of it): 5 layers, 32
+ *       heads, hidden 4096, block 16, target layers [1, 8, 15, 22, 29], mask 248070.
+ *   qwen3.6-27b   z-lab/Qwen3.6-27B-DFlash
+ *     an inference server's test config for it (`Qwen3DFlashConfigTest`): hidden 5120,
+ *       intermediate 17408, 5 layers, 32 / 8 heads of 128, vocab 248320, block_size 16,
+ *       sliding_window 2048, layer_types [sliding x 4, full], dflash_config {mask_token_id
+ *       248070, target_layer_ids [1, 16, 31, 46, 61]}, rope_parameters.rope_theta 1e7.
+ *     Luce-Org/lucebox-hub pull request #94 ("support Qwen3.6-27B-DFlash draft (SWA
+ *       layers)"): layer_types [swa, swa, swa, swa, full], sliding_window 2048, tensor names
+ *       and shapes as the 3.5 drafter's (whose layers are all full attention).
+ *     size check: its F16 GGUF is 3310.7 MiB (Ardenzard/Qwen3.6-27B-DFlash-GGUF); these widths
+ *       give 1.730 B parameters = 3300 MiB in f16, the rest being the file's metadata.
+ *     seed 004 of this project: Qwen3.6 drafters publish rope_theta 1e7 under rope_parameters.
+ *   Every drafter above taps 5 target layers, and each published list equals the reference
+ *   default (z-lab build_target_layer_ids) for its target's depth (32 -> 1, 8, 15, 22, 29;
+ *   64 -> 1, 16, 31, 46, 61).
+ *
+ *   tiny-bench, qwen3.5-0.8b, qwen3.5-2b: z-lab publishes no drafter for them, so they get our
+ *     own shape: the family's 5 layers, block 16 and 5 capture layers at the reference default
+ *     for the target's depth, and the target's own attention (heads, KV heads, head_dim) and
+ *     FFN widths, rope_theta and rms_norm_eps; all layers full attention. (A third-party
+ *     drafter for Qwen3.5-0.8B, Moonlight556/Qwen3.5-0.8B-DFlash, also has 5 layers and
+ *     block 16; its widths are not published in what we could read.)
+ *   In every case the mask token is 248070, the family's <|MASK|>, or the last token when a
+ *   --set vocabulary is smaller than that. */
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -55,6 +98,7 @@
 #include <strings.h>
 
 #include "convert/mkmodel.h"
+#include "model/dflash_draft.h"
 
 #define QWEN35_FAMILY                                                                              \
     .head_dim = 256, .vocab_size = 248320, .max_position_embeddings = 262144, .linear_key_head_dim = 128, \
@@ -209,4 +253,73 @@ df_status df_mkmodel_check(const df_mkmodel_config *c) {
         return df_fail(DF_ERR_INVALID, "mkmodel %s: rope_theta (%g) must be > 0 and rms_norm_eps (%g) in (0, 1)",
                        c->name, c->rope_theta, c->rms_norm_eps);
     return DF_OK;
+}
+
+/* ---- the DFlash drafters ---------------------------------------------------------------------- */
+
+#define FAMILY_MASK_TOKEN 248070 /* <|MASK|> of the Qwen3.5 vocabulary */
+#define FAMILY_DRAFT_LAYERS 5
+#define FAMILY_DRAFT_BLOCK 16
+#define FAMILY_CAPTURE 5
+
+/* Published drafter shapes, by target preset (the sources are at the top of this file). */
+static const struct drafter_shape {
+    const char *target, *source;
+    int64_t layers, ffn, heads, kv, head_dim;
+    int64_t target_depth;   /* the depth the capture layers were published for */
+    int32_t ids[FAMILY_CAPTURE];
+    const char *pattern;    /* one letter per layer: S sliding, F full; NULL: all full */
+    int64_t window;
+} g_drafters[] = {
+    {"qwen3.5-4b", "z-lab/Qwen3.5-4B-DFlash", 5, 9728, 32, 8, 128, 32, {1, 8, 15, 22, 29}, NULL, 0},
+    {"qwen3.5-9b", "z-lab/Qwen3.5-9B-DFlash", 5, 12288, 32, 8, 128, 32, {1, 8, 15, 22, 29}, NULL, 0},
+    {"qwen3.6-27b", "z-lab/Qwen3.6-27B-DFlash", 5, 17408, 32, 8, 128, 64, {1, 16, 31, 46, 61}, "SSSSF", 2048},
+};
+
+df_status df_mkmodel_drafter_for(const df_mkmodel_config *c, df_mkmodel_drafter *out) {
+    memset(out, 0, sizeof *out);
+    if (!c) return df_fail(DF_ERR_INVALID, "mkmodel: no target config for the drafter");
+    DF_TRY(df_mkmodel_check(c));
+    const struct drafter_shape *ds = NULL;
+    for (size_t i = 0; i < sizeof g_drafters / sizeof g_drafters[0] && !ds; i++)
+        if (!strcasecmp(c->name, g_drafters[i].target)) ds = &g_drafters[i];
+    df_mkmodel_drafter *d = out;
+    snprintf(d->name, sizeof d->name, "%s-dflash", c->name);
+    d->hidden_size = c->hidden_size;
+    d->vocab_size = c->vocab_size;
+    d->max_position_embeddings = c->max_position_embeddings;
+    d->block_size = FAMILY_DRAFT_BLOCK;
+    d->mask_token_id = FAMILY_MASK_TOKEN < c->vocab_size ? FAMILY_MASK_TOKEN : c->vocab_size - 1;
+    d->n_capture = FAMILY_CAPTURE;
+    if (ds) {
+        d->source = ds->source;
+        d->num_hidden_layers = ds->layers;
+        d->intermediate_size = ds->ffn;
+        d->num_attention_heads = ds->heads;
+        d->num_key_value_heads = ds->kv;
+        d->head_dim = ds->head_dim;
+        d->rope_theta = 1e7;
+        d->rms_norm_eps = 1e-6;
+        for (int64_t l = 0; ds->pattern && l < ds->layers; l++) d->sliding[l] = ds->pattern[l] == 'S';
+        d->sliding_window = ds->pattern ? ds->window : 0;
+    } else {
+        d->source = NULL;
+        d->num_hidden_layers = FAMILY_DRAFT_LAYERS;
+        d->intermediate_size = c->intermediate_size;
+        d->num_attention_heads = c->num_attention_heads;
+        d->num_key_value_heads = c->num_key_value_heads;
+        d->head_dim = c->head_dim;
+        d->rope_theta = c->rope_theta;
+        d->rms_norm_eps = c->rms_norm_eps;
+    }
+    if (ds && c->num_hidden_layers == ds->target_depth) {
+        memcpy(d->target_layer_ids, ds->ids, sizeof ds->ids);
+    } else {
+        /* Another depth (an own shape, or --set num_hidden_layers): where the reference puts
+         * 5 taps in a target this deep, as the published lists are for theirs. */
+        df_status st = df_dflash_default_layer_ids(c->num_hidden_layers, d->n_capture, d->target_layer_ids);
+        if (st != DF_OK)
+            return df_fail_context(st, "mkmodel %s: no capture layers for the drafter", c->name);
+    }
+    return df_mkmodel_drafter_check(d, c);
 }

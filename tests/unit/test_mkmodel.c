@@ -398,6 +398,89 @@ Test(mkmodel, weights_have_the_documented_scales, .timeout = 600) {
     remove_dir();
 }
 
+/* ---- row pools ---------------------------------------------------------------------------------- */
+
+static size_t g_row_size; /* for cmp_rows (qsort has no context argument) */
+static int cmp_rows(const void *a, const void *b) { return memcmp(a, b, g_row_size); }
+
+/* Distinct rows among the first `rows` rows of t, by sorting a copy. */
+static size_t distinct_rows(const df_gguf_tensor *t, int64_t rows, size_t row_size) {
+    unsigned char *copy = malloc((size_t)rows * row_size);
+    cr_assert_not_null(copy);
+    memcpy(copy, t->data, (size_t)rows * row_size);
+    g_row_size = row_size;
+    qsort(copy, (size_t)rows, row_size, cmp_rows);
+    size_t n = rows > 0;
+    for (int64_t i = 1; i < rows; i++) n += memcmp(copy + (size_t)i * row_size, copy + (size_t)(i - 1) * row_size, row_size) != 0;
+    free(copy);
+    return n;
+}
+
+/* A vocabulary of 20000: the embedding and the LM head are large enough for the row pools
+ * (docs/MKMODEL.md: at most 1024 distinct rows per pool), and the rows still have the
+ * documented statistics; --unique-rows (opts.unique_rows) gives every row its own draw. */
+Test(mkmodel, large_tensors_copy_rows_from_a_pool, .timeout = 600) {
+    make_dir();
+    df_mkmodel_config c = small_config();
+    cr_assert_eq(df_mkmodel_set(&c, "vocab_size", "20000"), DF_OK);
+    shape s = k_small;
+    s.vocab = 20000;
+    for (int unique = 0; unique < 2; unique++) {
+        char path[128];
+        path_in(path, sizeof path, unique ? "unique.gguf" : "pooled.gguf");
+        df_mkmodel_opts o;
+        df_mkmodel_opts_init(&o);
+        o.seed = 2;
+        o.n_threads = 2;
+        o.quiet = true;
+        o.unique_rows = unique;
+        o.log = fopen("/dev/null", "w");
+        cr_assert_eq(df_mkmodel_write(&c, path, &o), DF_OK, "%s", df_last_error());
+        fclose(o.log);
+        df_gguf *g;
+        cr_assert_eq(df_gguf_open(path, &g), DF_OK, "%s", df_last_error());
+        const df_gguf_tensor *out = df_gguf_find_tensor(g, "output.weight");
+        cr_assert(out && out->type == DF_TYPE_F32 && out->ne[1] == 20000);
+        size_t n = distinct_rows(out, 20000, 256 * sizeof(float));
+        if (unique) cr_assert_eq(n, 20000, "--unique-rows: %zu distinct rows of 20000", n);
+        else cr_assert(n > 900 && n <= 1024, "pooled: %zu distinct rows of 20000", n);
+        double mean, sd, lo, hi;
+        moments(out->data, out->n_elements, &mean, &sd, &lo, &hi);
+        cr_assert(fabs(mean) < 0.002 && fabs(sd - 1.0 / 16.0) < 0.002, "output: mean %g sd %g", mean, sd);
+        /* Two tensors served by one pool are still different tensors. */
+        const df_gguf_tensor *e = df_gguf_find_tensor(g, "token_embd.weight");
+        cr_assert(memcmp(e->data, out->data, out->size), "token_embd == output");
+        df_gguf_close(g);
+        check_forward(path, &s);
+        unlink(path);
+    }
+    /* Quantized pools hold real blocks: the Q6_K head decodes to the same statistics. */
+    char path[128];
+    path_in(path, sizeof path, "q4km.gguf");
+    write_model(&c, path, DF_CONVERT_Q4_K_M, 2, 2);
+    df_gguf *g;
+    cr_assert_eq(df_gguf_open(path, &g), DF_OK, "%s", df_last_error());
+    const df_gguf_tensor *out = df_gguf_find_tensor(g, "output.weight");
+    cr_assert_eq(out->type, DF_TYPE_Q6_K);
+    size_t row_size;
+    cr_assert(df_type_row_size(out->type, 256, &row_size));
+    cr_assert(distinct_rows(out, 20000, row_size) <= 1024);
+    float row[256];
+    double sq = 0;
+    for (int r = 0; r < 20000; r += 7) {
+        df_type_get(out->type)->to_float((const uint8_t *)out->data + (size_t)r * row_size, row, 256);
+        for (int i = 0; i < 256; i++) {
+            cr_assert(isfinite(row[i]));
+            sq += (double)row[i] * row[i];
+        }
+    }
+    double sd = sqrt(sq / (double)((20000 + 6) / 7 * 256));
+    cr_assert(fabs(sd - 1.0 / 16.0) < 0.004, "q6_K output decodes with sd %g", sd);
+    df_gguf_close(g);
+    check_forward(path, &s);
+    remove_dir();
+}
+
 /* ---- determinism ------------------------------------------------------------------------------- */
 
 static unsigned char *slurp(const char *path, size_t *n) {
@@ -514,8 +597,9 @@ static int run_cli(const char *args, char *err, size_t cap) {
 Test(mkmodel, cli, .timeout = 600) {
     make_dir();
     char err[4096], path[128], args[512];
-    cr_assert_eq(run_cli("--drafter --preset tiny-bench x.gguf", err, sizeof err), 2);
-    cr_assert(strstr(err, "drafter"), "%s", err);
+    /* --drafter needs a preset like the target does (test_mkmodel_drafter.c tests the rest). */
+    cr_assert_eq(run_cli("--drafter x.gguf", err, sizeof err), 2);
+    cr_assert(strstr(err, "--drafter"), "%s", err);
     cr_assert_eq(run_cli("--preset no-such-model x.gguf", err, sizeof err), 2);
     cr_assert(strstr(err, "no-such-model") && strstr(err, "qwen3.6-27b"), "%s", err);
     cr_assert_eq(run_cli("--preset tiny-bench --type q3_k x.gguf", err, sizeof err), 2);

@@ -3,8 +3,9 @@
  * of an AR run over the same tokens.
  *
  * A random drafter rarely agrees with the target, so the engine is driven by an oracle
- * drafter: it knows the AR output and proposes it with mistakes injected so that the
- * number of accepted drafts cycles through every value 0..B-1, exercising every rollback.
+ * drafter (tests/common/oracle_drafter.c): it knows the AR output and proposes it with
+ * mistakes injected so that the number of accepted drafts cycles through every value
+ * 0..B-1, exercising every rollback.
  * Models: the tiny transformers fixtures converted to f32 GGUF. */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 
 #include "backend/backend.h"
 #include "base/rng.h"
+#include "common/oracle_drafter.h"
 #include "engine/generate.h"
 #include "format/gguf.h"
 #include "helpers/fixture_models.h"
@@ -40,41 +42,6 @@ static void free_model(model *mo) {
     df_gguf_close(mo->g);
 }
 
-/* ---- the oracle drafter ---------------------------------------------------------------- */
-
-typedef struct oracle {
-    const int32_t *seq;   /* prompt + the target's greedy continuation */
-    int64_t n_seq;
-    int64_t pos;          /* committed tokens: the bonus sits at seq[pos] */
-    int64_t step;
-    int32_t vocab;
-    int bonus_mismatch;   /* times the engine's bonus differed from seq[pos] */
-} oracle;
-
-static df_status oracle_reset(void *self) {
-    oracle *o = self;
-    o->pos = 0;
-    o->step = 0;
-    return DF_OK;
-}
-
-static df_status oracle_append(void *self, float *const *features, int64_t n_rows) {
-    ((oracle *)self)->pos += n_rows;
-    return DF_OK;
-}
-
-static df_status oracle_propose(void *self, int32_t bonus, int n, int32_t *out) {
-    oracle *o = self;
-    if (o->pos < o->n_seq && o->seq[o->pos] != bonus) o->bonus_mismatch++;
-    int accept = (int)(o->step++ % (n + 1)); /* right for the first `accept` drafts */
-    for (int i = 0; i < n; i++) {
-        int64_t idx = o->pos + 1 + i;
-        int32_t tok = idx < o->n_seq ? o->seq[idx] : 0;
-        out[i] = i < accept ? tok : (tok + 1) % o->vocab;
-    }
-    return DF_OK;
-}
-
 /* ---- runs ---------------------------------------------------------------------------- */
 
 typedef struct collected {
@@ -98,15 +65,14 @@ typedef struct result {
 static df_state_type g_capture_type = DF_STATE_F32;
 
 static void run(model *mo, const int32_t *prompt, int n_prompt, int n_predict, const int32_t *eog,
-                int n_eog, oracle *o, int block, result *res) {
+                int n_eog, test_oracle *o, int block, result *res) {
     df_qwen35_state *st;
     cr_assert_eq(df_qwen35_state_create(mo->m, 256, 32, DF_KV_F32, &st), DF_OK, "%s", df_last_error());
     df_spec *sp = NULL;
-    df_drafter d = {.self = o, .block_size = 16, .n_features = 1, .feature_layers = {0},
-                    .reset = oracle_reset, .append_context = oracle_append, .propose = oracle_propose};
+    df_drafter d = test_oracle_drafter(o);
     if (o) {
         cr_assert_eq(df_spec_create(st, &d, block, g_capture_type, &sp), DF_OK, "%s", df_last_error());
-        oracle_reset(o);
+        test_oracle_reset(o);
     }
     dflash_gen_params p = dflash_gen_default_params();
     p.n_predict = n_predict;
@@ -172,7 +138,8 @@ static bool check_lossless(model *mo, const int32_t *prompt, int n_prompt, int n
     result want;
     run(mo, prompt, n_prompt, n_predict, eog, n_eog, NULL, 0, &want);
     for (int block = 2; block <= 16; block *= 2) {
-        oracle o = {.seq = seq, .n_seq = n_seq, .vocab = (int32_t)mo->m->hp.n_vocab};
+        test_oracle o;
+        test_oracle_init(&o, seq, n_seq, (int32_t)mo->m->hp.n_vocab);
         result got;
         run(mo, prompt, n_prompt, n_predict, eog, n_eog, &o, block, &got);
         cr_expect_eq(o.bonus_mismatch, 0, "%s B=%d: the engine's bonus token left the AR sequence", label, block);
