@@ -2,8 +2,10 @@
  * implementation) on random data, never zeros. A plain C program (the GPU machine has no
  * Criterion); scripts/gpu-check.sh runs it, also under compute-sanitizer.
  *
- *   cuda_ops_check [--quick] [--bench]    exit status 0 when every row passes, 1 otherwise
- *   (--quick: fewer matmul sizes; --bench: then time the ops at a Qwen3.5-0.8B layer's shapes)
+ *   cuda_ops_check [--quick] [--bench | --bench-only | --bench-27b]   exit 0 when all rows pass
+ *   (--quick: fewer matmul sizes; --bench: then time the ops at a Qwen3.5-0.8B layer's shapes,
+ *   and the matmuls at the Qwen3.6-27B shapes against the copy bandwidth; --bench-only: the
+ *   timings alone; --bench-27b: the 27B matmul table alone)
  *
  * Each row of the table: op, shape, the CUDA result's error and the CPU result's error
  * against the reference, the tolerance, PASS/FAIL. Errors are max |x - ref| / max |ref|
@@ -24,7 +26,7 @@
 
 static df_rng g_rng;
 static int g_fail, g_rows;
-static bool g_quick, g_bench;
+static bool g_quick, g_bench, g_bench_only, g_bench_27b;
 
 /* ---- reporting ---- */
 
@@ -201,6 +203,24 @@ static bool run_matmul(df_backend *be, const wmat *w, const float *x, int64_t n_
     return !b.bad;
 }
 
+/* The types whose small-batch matmul quantizes the activations to int8 (cuda_mmq.cu). */
+static bool int8_path(df_type t, int64_t n_tok) {
+    return n_tok <= 64 && (t == DF_TYPE_Q4_K || t == DF_TYPE_Q5_K || t == DF_TYPE_Q6_K || t == DF_TYPE_Q8_0 ||
+                           t == DF_TYPE_Q4_0);
+}
+
+/* x after the int8 path's rounding (cuda_quantize_act.cu, written again here): per block of 32,
+ * d = amax / 127 and q = roundf(x / d), both in float as the device does them, so the products
+ * d * q are exactly the values the tensor cores see. */
+static void q8_round(const float *x, int64_t n, double *out) {
+    for (int64_t b = 0; b < n; b += 32) {
+        float amax = 0.0f;
+        for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(x[b + i]));
+        const float d = amax / 127.0f;
+        for (int i = 0; i < 32; i++) out[b + i] = amax == 0.0f ? 0.0 : (double)d * (double)roundf(x[b + i] / d);
+    }
+}
+
 static void check_matmul(df_type t, int64_t n_in, int64_t n_out, int64_t n_tok, int x_off) {
     char op[64], shape[64], err[512];
     snprintf(op, sizeof op, "matmul %s", df_type_name(t));
@@ -214,12 +234,19 @@ static void check_matmul(df_type t, int64_t n_in, int64_t n_out, int64_t n_tok, 
     float *x = rnd((size_t)(n_tok * n_in), -1, 1);
     const size_t ny = (size_t)(n_tok * n_out);
     float *yc = fzero(ny), *yg = fzero(ny);
-    double *ref = malloc(ny * sizeof *ref);
+    const bool q8 = int8_path(t, n_tok); /* then n_in is whole blocks of 32 */
+    double *ref = malloc(ny * sizeof *ref), *refq = malloc(ny * sizeof *refq);
+    double *xr = malloc((size_t)(n_tok * n_in) * sizeof *xr);
+    if (q8) q8_round(x, n_tok * n_in, xr);
     for (int64_t t = 0; t < n_tok; t++)
         for (int64_t o = 0; o < n_out; o++) {
-            double s = 0.0;
-            for (int64_t i = 0; i < n_in; i++) s += (double)w.deq[o * n_in + i] * (double)x[t * n_in + i];
+            double s = 0.0, sq = 0.0;
+            for (int64_t i = 0; i < n_in; i++) {
+                s += (double)w.deq[o * n_in + i] * (double)x[t * n_in + i];
+                if (q8) sq += (double)w.deq[o * n_in + i] * xr[t * n_in + i];
+            }
             ref[t * n_out + o] = s;
+            refq[t * n_out + o] = sq;
         }
     bool ok_cpu = run_matmul(g_cpu, &w, x, n_tok, x_off, yc, err, sizeof err);
     bool ok_gpu = ok_cpu && run_matmul(g_cuda, &w, x, n_tok, x_off, yg, err, sizeof err);
@@ -227,44 +254,60 @@ static void check_matmul(df_type t, int64_t n_in, int64_t n_out, int64_t n_tok, 
         row_error(op, shape, err);
     } else {
         /* f32 FMA over dequantized weights up to the small-batch limit; cuBLAS TF32 beyond
-         * (f32 weights stay exact f32). */
-        const double tol = n_tok > 64 && t != DF_TYPE_F32 ? 5e-3 : 2e-5;
+         * (f32 weights stay exact f32). The int8 path rounds each activation to 1/254 of its
+         * block's largest magnitude: an error of rms amax/440 per element, so about
+         * 1/(440 * rms(w)) ~ 4e-3 of the largest output on these uniform rows (3.1e-3..4.2e-3
+         * simulated on the shapes below; the CPU's q8_K / q8_0 dots, which round the same way,
+         * show the same in the cpu column). 1e-2 leaves 2.5x; a wrong scale, nibble or
+         * sub-block costs O(1). The second row is the sharp check: against the same float64
+         * sum over x rounded exactly as the device rounds it, only f32 accumulation remains. */
+        const double tol = q8 ? 1e-2 : n_tok > 64 && t != DF_TYPE_F32 ? 5e-3 : 2e-5;
         const double e = rel_err_d(yg, ref, ny);
         row(op, shape, e, rel_err_d(yc, ref, ny), tol, e <= tol);
+        if (q8) {
+            char op2[80];
+            snprintf(op2, sizeof op2, "%s int8 x", op);
+            const double e2 = rel_err_d(yg, refq, ny);
+            row(op2, shape, e2, -1, 2e-5, e2 <= 2e-5);
+        }
     }
     free(x);
     free(yc);
     free(yg);
     free(ref);
+    free(refq);
+    free(xr);
     free_weight(&w);
 }
 
-/* Token t of an n-token call equals, bit for bit, the same token in calls of other sizes. */
+/* Token t of an n-token call equals, bit for bit, the same token in calls of other sizes: a
+ * 64-token call against sub-calls of 1..64 tokens at odd offsets, which between them take every
+ * column-tile count of the int8 kernel (1, 2, 3..4, 5..8 tiles of 8) and put tokens in every
+ * place of a tile. */
 static void check_matmul_invariance(df_type t, int64_t n_in, int64_t n_out) {
     char op[64], shape[64], err[512];
     snprintf(op, sizeof op, "matmul %s", df_type_name(t));
-    snprintf(shape, sizeof shape, "n_tok 32 vs 1,7,16,31 [%lld -> %lld]", (long long)n_in, (long long)n_out);
+    snprintf(shape, sizeof shape, "n_tok 64 vs 1..64 [%lld -> %lld]", (long long)n_in, (long long)n_out);
     wmat w;
     if (!make_weight(t, n_in, n_out, &w)) {
         row_error(op, shape, "cannot quantize test data for this type");
         return;
     }
-    const int N = 32;
+    const int N = 64;
     float *x = rnd((size_t)(N * n_in), -1, 1);
-    float *y32 = fzero((size_t)(N * n_out)), *ys = fzero((size_t)(N * n_out));
-    bool ok = run_matmul(g_cuda, &w, x, N, 0, y32, err, sizeof err);
+    float *yn = fzero((size_t)(N * n_out)), *ys = fzero((size_t)(N * n_out));
+    bool ok = run_matmul(g_cuda, &w, x, N, 0, yn, err, sizeof err);
     long long diff = 0;
-    /* sub-batches at several offsets: tokens [0,1), [1,8), [8,24), [24,31), [31,32) */
-    static const int cuts[][2] = {{0, 1}, {1, 7}, {8, 16}, {24, 7}, {31, 1}};
+    static const int cuts[][2] = {{0, 1}, {1, 7}, {8, 9}, {17, 16}, {33, 31}, {63, 1}, {5, 59}, {3, 20}, {0, 64}};
     for (size_t c = 0; ok && c < sizeof cuts / sizeof cuts[0]; c++) {
         const int t0 = cuts[c][0], n = cuts[c][1];
         ok = run_matmul(g_cuda, &w, x + (size_t)t0 * n_in, n, 0, ys, err, sizeof err);
-        if (ok) diff += count_diff(ys, y32 + (size_t)t0 * n_out, (size_t)(n * n_out) * sizeof(float), sizeof(float));
+        if (ok) diff += count_diff(ys, yn + (size_t)t0 * n_out, (size_t)(n * n_out) * sizeof(float), sizeof(float));
     }
     if (!ok) row_error(op, shape, err);
     else row_bitwise(op, shape, diff == 0, diff);
     free(x);
-    free(y32);
+    free(yn);
     free(ys);
     free_weight(&w);
 }
@@ -859,6 +902,102 @@ static double now_s(void) {
         else printf("%-44s %9.1f us\n", label, us_);                                       \
     } while (0)
 
+/* ---- --bench, the Qwen3.6-27B shapes (hidden 5120, FFN 17408, vocab 248320; 64 layers, 48 of
+ * them Gated DeltaNet, 16 attention with 24 / 4 heads of 256), types as llama.cpp's Q4_K_M
+ * recipe gives them (src/convert/quant_recipe.c): Q4_K, with Q6_K for the LM head and for about
+ * half of ffn_down and of attn_qkv / attn_v (use_more_bits). ----
+ * Each matrix is bound several times over (>= 512 MiB in all) and the calls rotate through
+ * the copies, so that no call finds its weights in the 50 MB L2, as in a real forward. GB/s
+ * counts weight bytes at 1 token; the copy bandwidth (device-to-device, bytes read + written)
+ * is measured in the same run. "per token" weighs each shape by its calls per forward. */
+
+static double time_calls(df_backend *be, const df_weight *ws, int nw, const float *x, int64_t n, float *y, int reps) {
+    df_status st = DF_OK;
+    for (int r = 0; r < 3 && st == DF_OK; r++) st = be->ops->matmul(be, x, n, &ws[r % nw], y);
+    if (st == DF_OK) st = be->ops->sync(be);
+    const double t0 = now_s();
+    for (int r = 0; r < reps && st == DF_OK; r++) st = be->ops->matmul(be, x, n, &ws[r % nw], y);
+    if (st == DF_OK) st = be->ops->sync(be);
+    if (st != DF_OK) {
+        printf("matmul error: %s\n", df_last_error());
+        return -1;
+    }
+    return (now_s() - t0) / reps * 1e6;
+}
+
+static double copy_bandwidth(df_backend *be) {
+    const size_t bytes = (size_t)1 << 30;
+    void *a = NULL, *b = NULL;
+    double gbs = -1;
+    if (be->ops->alloc(be, bytes, &a) == DF_OK && be->ops->alloc(be, bytes, &b) == DF_OK) {
+        df_status st = be->ops->copy(be, b, a, bytes);
+        if (st == DF_OK) st = be->ops->sync(be);
+        const double t0 = now_s();
+        for (int r = 0; r < 10 && st == DF_OK; r++) st = be->ops->copy(be, r % 2 ? a : b, r % 2 ? b : a, bytes);
+        if (st == DF_OK) st = be->ops->sync(be);
+        if (st == DF_OK) gbs = 2.0 * (double)bytes * 10 / (now_s() - t0) * 1e-9;
+    }
+    be->ops->free(be, a);
+    be->ops->free(be, b);
+    return gbs;
+}
+
+static void bench_27b(float *x, float *y) {
+    df_backend *be = g_cuda;
+    {
+        float *h = rnd((size_t)16 * 17408, -1, 1); /* fresh activations: the ops above wrote x */
+        be->ops->upload(be, x, h, (size_t)16 * 17408 * sizeof(float));
+        free(h);
+    }
+    const double bw = copy_bandwidth(be);
+    printf("\n---- Qwen3.6-27B shapes, Q4_K_M types (copy bandwidth %.0f GB/s, read + write) ----\n", bw);
+    printf("%-28s %8s %9s %9s %9s %9s %7s %6s %6s\n", "matmul", "MB", "n=1 us", "n=8 us", "n=16 us", "GB/s@1",
+           "%copy", "16/1", "calls");
+    static const struct { df_type t; int64_t n_in, n_out; int calls; const char *what; } mm[] = {
+        {DF_TYPE_Q4_K, 5120, 17408, 128, "ffn gate, up"},      {DF_TYPE_Q4_K, 17408, 5120, 32, "ffn down q4_K"},
+        {DF_TYPE_Q6_K, 17408, 5120, 32, "ffn down q6_K"},      {DF_TYPE_Q4_K, 5120, 10240, 24, "gdn qkv q4_K"},
+        {DF_TYPE_Q6_K, 5120, 10240, 24, "gdn qkv q6_K"},       {DF_TYPE_Q4_K, 5120, 6144, 48, "gdn z"},
+        {DF_TYPE_Q4_K, 6144, 5120, 64, "gdn out, attn out"},   {DF_TYPE_Q4_K, 5120, 12288, 16, "attn q + gate"},
+        {DF_TYPE_Q4_K, 5120, 1024, 24, "attn k, v q4_K"},      {DF_TYPE_Q6_K, 5120, 1024, 8, "attn v q6_K"},
+        {DF_TYPE_Q4_K, 5120, 48, 96, "gdn beta, alpha"},       {DF_TYPE_Q6_K, 5120, 248320, 1, "LM head"},
+    };
+    double tot_bytes = 0, tot_us[3] = {0, 0, 0};
+    for (size_t i = 0; i < sizeof mm / sizeof mm[0]; i++) {
+        wmat w;
+        if (!make_weight(mm[i].t, mm[i].n_in, 64, &w)) continue;
+        size_t row;
+        df_type_row_size(mm[i].t, mm[i].n_in, &row);
+        const size_t bytes = row * (size_t)mm[i].n_out;
+        /* 64 quantized random rows, repeated: the kernel's speed does not depend on the values */
+        char *q = malloc(bytes);
+        for (int64_t r = 0; r < mm[i].n_out; r++) memcpy(q + (size_t)r * row, (char *)w.q + (size_t)(r % 64) * row, row);
+        df_weight host = {.type = mm[i].t, .ne = {mm[i].n_in, mm[i].n_out, 1, 1}, .data = q, .size = bytes, .name = "w"};
+        df_weight ws[8];
+        int nw = 0;
+        const size_t want = (size_t)512 << 20;
+        while (nw < 8 && (nw == 0 || (size_t)nw * bytes < want) && be->ops->bind_weight(be, &host, &ws[nw]) == DF_OK) nw++;
+        free(q);
+        free_weight(&w);
+        if (!nw) continue;
+        const int reps = bytes > ((size_t)256 << 20) ? 20 : 200;
+        static const int64_t ns[3] = {1, 8, 16};
+        double us[3];
+        for (int j = 0; j < 3; j++) us[j] = time_calls(be, ws, nw, x, ns[j], y, reps);
+        for (int k = 0; k < nw; k++) be->ops->unbind_weight(be, &ws[k]);
+        const double gbs = (double)bytes / us[0] * 1e-3;
+        printf("%-13s %5lld->%-6lld %8.1f %9.1f %9.1f %9.1f %9.0f %6.1f%% %6.2f %6d\n", mm[i].what,
+               (long long)mm[i].n_in, (long long)mm[i].n_out, (double)bytes / 1e6, us[0], us[1], us[2], gbs,
+               bw > 0 ? 100.0 * gbs / bw : 0.0, us[2] / us[0], mm[i].calls);
+        tot_bytes += (double)bytes * mm[i].calls;
+        for (int j = 0; j < 3; j++) tot_us[j] += us[j] * mm[i].calls;
+    }
+    printf("per token: %.2f GB of matmul weights; %.2f ms at 1 token (%.0f GB/s, %.1f%% of copy), "
+           "%.2f ms at 8, %.2f ms at 16 (16/1 = %.2f)\n",
+           tot_bytes * 1e-9, tot_us[0] * 1e-3, tot_bytes / tot_us[0] * 1e-3,
+           bw > 0 ? 100.0 * tot_bytes / tot_us[0] * 1e-3 / bw : 0.0, tot_us[1] * 1e-3, tot_us[2] * 1e-3,
+           tot_us[2] / tot_us[0]);
+}
+
 static void bench(void) {
     df_backend *be = g_cuda;
     const int reps = 50;
@@ -923,6 +1062,7 @@ static void bench(void) {
     int32_t *am = (int32_t *)big;
     TIME_OP("argmax_rows 1 x 248320", 0, be->ops->argmax_rows(be, y, 1, 248320, 248320, am));
     TIME_OP("argmax_rows 16 x 248320", 0, be->ops->argmax_rows(be, y, 16, 248320, 248320, am));
+    bench_27b(x, y);
     be->ops->free(be, x);
     be->ops->free(be, y);
     be->ops->free(be, big);
@@ -932,8 +1072,10 @@ int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) g_quick = true;
         else if (!strcmp(argv[i], "--bench")) g_bench = true;
+        else if (!strcmp(argv[i], "--bench-only")) g_bench = g_bench_only = true;
+        else if (!strcmp(argv[i], "--bench-27b")) g_bench = g_bench_only = g_bench_27b = true;
         else {
-            fprintf(stderr, "usage: cuda_ops_check [--quick] [--bench]\n");
+            fprintf(stderr, "usage: cuda_ops_check [--quick] [--bench | --bench-only | --bench-27b]\n");
             return 2;
         }
     }
@@ -950,10 +1092,25 @@ int main(int argc, char **argv) {
     printf("cuda_ops_check on %s\n", df_backend_cuda_device_name(g_cuda));
     printf("%-28s %-34s %10s %10s %9s  %s\n", "op", "shape", "cuda err", "cpu err", "tol", "result");
 
+    if (g_bench_only) {
+        if (g_bench_27b) {
+            float *x = NULL, *y = NULL;
+            if (g_cuda->ops->alloc(g_cuda, (size_t)16 * 17408 * sizeof(float), (void **)&x) == DF_OK &&
+                g_cuda->ops->alloc(g_cuda, (size_t)16 * 248320 * sizeof(float), (void **)&y) == DF_OK)
+                bench_27b(x, y);
+            g_cuda->ops->free(g_cuda, x);
+            g_cuda->ops->free(g_cuda, y);
+        } else {
+            bench();
+        }
+        df_backend_destroy(g_cuda);
+        df_backend_destroy(g_cpu);
+        return 0;
+    }
     static const df_type types[] = {DF_TYPE_F32, DF_TYPE_F16, DF_TYPE_BF16, DF_TYPE_Q8_0, DF_TYPE_Q4_0,
                                     DF_TYPE_Q4_1, DF_TYPE_Q5_0, DF_TYPE_Q5_1, DF_TYPE_Q2_K, DF_TYPE_Q3_K,
                                     DF_TYPE_Q4_K, DF_TYPE_Q5_K, DF_TYPE_Q6_K};
-    static const int64_t toks[] = {1, 2, 7, 16, 32, 100};
+    static const int64_t toks[] = {1, 2, 7, 16, 32, 64, 100};
     const size_t nt = sizeof types / sizeof types[0];
     for (size_t i = 0; i < nt; i++) {
         for (size_t j = 0; j < sizeof toks / sizeof toks[0]; j++) {
@@ -963,10 +1120,20 @@ int main(int argc, char **argv) {
         check_matmul_invariance(types[i], 512, 300);
         check_get_rows(types[i], 512);
     }
-    /* rows per warp 2 and 4, a misaligned x, float rows not a multiple of 8 */
+    /* many rows (no K split), a K split 8 ways with several units per warp, rows of an odd
+     * number of Q6_K blocks (2-byte aligned rows) and of partial int8 units (Q8_0 19 blocks,
+     * Q4_0 25), a misaligned x, float rows not a multiple of 8 */
     check_matmul(DF_TYPE_Q4_K, 256, 5000, 16, 0);
     check_matmul(DF_TYPE_Q6_K, 256, 17000, 3, 0);
     check_matmul_invariance(DF_TYPE_Q6_K, 256, 17000);
+    check_matmul(DF_TYPE_Q4_K, 4096, 320, 16, 0);
+    check_matmul(DF_TYPE_Q6_K, 4096, 200, 9, 1);
+    check_matmul_invariance(DF_TYPE_Q4_K, 4096, 320);
+    check_matmul(DF_TYPE_Q6_K, 768, 77, 33, 0);
+    check_matmul_invariance(DF_TYPE_Q6_K, 768, 77);
+    check_matmul(DF_TYPE_Q8_0, 608, 45, 64, 0);
+    check_matmul(DF_TYPE_Q4_0, 800, 45, 24, 1);
+    check_matmul_invariance(DF_TYPE_Q8_0, 608, 45);
     check_matmul(DF_TYPE_Q8_0, 512, 77, 5, 1);
     check_matmul(DF_TYPE_F32, 100, 33, 3, 0);
     check_matmul(DF_TYPE_F16, 100, 33, 70, 0);

@@ -81,6 +81,12 @@ df_status cu_wscratch(cu_backend *cb, size_t size, const char *op, void **out) {
     return DF_OK;
 }
 
+df_status cu_qscratch(cu_backend *cb, size_t size, const char *op, void **out) {
+    DF_TRY(grow(cb, &cb->qscratch, &cb->qscratch_size, size, op));
+    *out = cb->qscratch;
+    return DF_OK;
+}
+
 /* ---- memory ------------------------------------------------------------------------------ */
 
 static void cu_destroy(df_backend *be) {
@@ -89,6 +95,7 @@ static void cu_destroy(df_backend *be) {
     cudaStreamSynchronize(cb->stream);
     if (cb->scratch) cudaFree(cb->scratch);
     if (cb->wscratch) cudaFree(cb->wscratch);
+    if (cb->qscratch) cudaFree(cb->qscratch);
     if (cb->blas) cublasDestroy(cb->blas);
     cudaStreamDestroy(cb->stream);
     free(cb);
@@ -316,6 +323,8 @@ extern "C" df_status df_backend_cuda_create(int device, df_backend **out) {
     cu_backend *cb = (cu_backend *)calloc(1, sizeof *cb);
     if (!cb) return df_fail(DF_ERR_NOMEM, "cuda backend: out of memory");
     cb->device = device;
+    cb->cc_major = prop.major;
+    cb->n_sm = prop.multiProcessorCount;
     snprintf(cb->device_name, sizeof cb->device_name, "cuda:%d (%s)", device, prop.name);
     e = cudaStreamCreateWithFlags(&cb->stream, cudaStreamNonBlocking);
     if (e != cudaSuccess) {

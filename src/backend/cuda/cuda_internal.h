@@ -44,6 +44,9 @@ typedef struct cu_backend {
     size_t scratch_size;
     void *wscratch;            /* a dequantized chunk of weight rows (GEMM path) */
     size_t wscratch_size;
+    void *qscratch;            /* activations quantized to int8 (cuda_mmq.cu) */
+    size_t qscratch_size;
+    int cc_major, n_sm;        /* compute capability (major) and multiprocessor count */
     /* upload progress (bind_weight) */
     uint64_t up_total, up_done;
     double up_t0;
@@ -65,6 +68,7 @@ df_status cu_enter(cu_backend *cb, const char *op);
 /* Grows the general scratch buffer to at least size bytes (waits for the stream). */
 df_status cu_scratch(cu_backend *cb, size_t size, const char *op, void **out);
 df_status cu_wscratch(cu_backend *cb, size_t size, const char *op, void **out);
+df_status cu_qscratch(cu_backend *cb, size_t size, const char *op, void **out);
 
 static inline unsigned cu_blocks(int64_t n, int per) { return (unsigned)((n + per - 1) / per); }
 

@@ -1,27 +1,43 @@
-/* y[t][o] = sum_i x[t][i] * W[o][i] for weights of any supported GGUF type.
+/* y[t][o] = sum_i x[t][i] * W[o][i] for weights of any supported GGUF type. Three paths:
  *
- * Up to DF_CUDA_SMALL_BATCH tokens (decode, verify, the drafter): a weight-streaming kernel.
- * A block owns MM_R rows; its MM_WARPS warps split each row's units of 8 elements between
- * them (warp w takes units w*32 + lane, stepping by MM_WARPS * 32). Each unit is decoded
- * once (cuda_quant.cuh) for the MM_R rows and dotted with the matching 8 activations of
- * every token of a group of NT tokens, so W leaves memory once per group (once per call up
- * to NT tokens; later groups find the rows in L1/L2) and every 32 bytes of activations feed
- * MM_R x 8 FMAs. Weights are not converted and activations are not quantized: the result is
- * the f32 dot product of the dequantized weights with the f32 activations.
+ * 1. Up to DF_CUDA_SMALL_BATCH tokens, Q4_K / Q5_K / Q6_K / Q8_0 / Q4_0 weights (sm_80+):
+ *    cuda_mmq.cu. The activations are quantized once per call to int8 blocks of 32 with an f32
+ *    scale (cuda_quantize_act.cu), and int8 tensor cores (mma.sync m16n8k32 / m16n8k16) take
+ *    the dot products straight from the GGUF blocks: a warp owns 16 rows, every token of the
+ *    call rides along in columns of 8, so the weights are read once per call whatever the
+ *    token count. The result is the f32 sum of the dequantized weights times activations
+ *    rounded to 1/254 of their block's largest magnitude (~4e-3 of the largest output on
+ *    random rows; the CPU's q8_K / q8_0 dots round the same way). DFLASH_CUDA_MMQ=0 sends
+ *    these types to path 2, for before / after timings.
+ *    Measured (H100, tests/gpu/cuda_ops_check --bench, Qwen3.6-27B Q4_K_M shapes, weights
+ *    rotated past the L2): all of a token's matmuls 11.8-12.1 ms at 1 token (1.31-1.35 TB/s,
+ *    44% of the 3.0 TB/s copy bandwidth; large Q4_K 50-54%, the Q6_K LM head 69%) against
+ *    21.5 ms for path 2; 16 tokens cost 1.36x one (path 2: 3.05x).
  *
- * Batch invariance: the result for (row, token) is a fixed sequence of FMAs over the units a
- * lane owns (which depends on n_in alone), a fixed butterfly over the lanes and a sum over
- * the warps in warp order; the token's place in its group and the number of tokens change
- * nothing.
+ * 2. Up to DF_CUDA_SMALL_BATCH tokens, the other types (f32 / f16 / bf16 and the remaining
+ *    quants): a weight-streaming kernel in f32. A block owns MM_R rows; its MM_WARPS warps
+ *    split each row's units of 8 elements between them (warp w takes units w*32 + lane,
+ *    stepping by MM_WARPS * 32). Each unit is decoded once (cuda_quant.cuh) for the MM_R rows
+ *    and dotted with the matching 8 activations of every token of a group of NT tokens, so W
+ *    leaves memory once per group of NT tokens. Weights are not converted and activations are
+ *    not quantized: the result is the f32 dot product of the dequantized weights with the f32
+ *    activations. It runs at ~0.7 TB/s on large matrices (f32 FMA on decoded blocks is the
+ *    limit), and 16 tokens cost ~3x one. Measured earlier on the 0.8B shapes: NT = 16 against
+ *    NT = 8 made a 16-token forward 5% faster; this layout against one warp per row, 2-2.5x
+ *    faster for the narrow matrices (1024 outputs).
  *
- * Measured on an H100 (tests/gpu/cuda_ops_check --bench, Qwen3.5-0.8B shapes, q4_K
- * 1024 -> 6144): 7 us for 1 token (launch-bound), 23 us for 16; NT = 16 against NT = 8 made a
- * 16-token forward of the model 5% faster; this layout against one warp per row, 2-2.5x
- * faster for the narrow matrices (1024 outputs).
+ * Batch invariance of both (a 16-token verify reproduces 16 decode steps bit for bit): the
+ * result for (row, token) is a fixed sequence of float operations that depends on the matrix
+ * alone (path 1: exact int32 sums per block, then explicit _rn steps in block order and a fixed
+ * order over the K split; path 2: FMAs over the units a lane owns, a fixed butterfly over the
+ * lanes and a sum over the warps in warp order); the token's place in the call and the number
+ * of tokens change only which thread computes it. The path is chosen by the weight, never by
+ * the token count.
  *
- * Above DF_CUDA_SMALL_BATCH tokens (prefill): rows are dequantized to f32 in chunks and
- * multiplied by cuBLAS (TF32 tensor cores; f32 weights stay exact f32). */
+ * 3. Above DF_CUDA_SMALL_BATCH tokens (prefill): rows are dequantized to f32 in chunks and
+ *    multiplied by cuBLAS (TF32 tensor cores; f32 weights stay exact f32). */
 
+#include "backend/cuda/cuda_mmq.cuh"
 #include "backend/cuda/cuda_quant.cuh"
 
 enum { MM_WARPS = 4, MM_R = 4, NT = 16 };
@@ -199,6 +215,8 @@ df_status cu_matmul(df_backend *be, const float *x, int64_t n_tok, const df_weig
         return df_fail(DF_ERR_INVALID, "matmul: %s: a row of %lld elements is not a whole number of %s blocks",
                        name, (long long)n_in, df_type_name(w->type));
     DF_TRY(cu_enter(cb, "matmul"));
+    if (n_tok <= DF_CUDA_SMALL_BATCH && cu_mmq_supported(cb, w))
+        return cu_mmq(cb, x, (int)n_tok, w, row_bytes, y);
     if (n_tok <= DF_CUDA_SMALL_BATCH || (n_in % 8 && w->type != DF_TYPE_F32))
         return matmul_small(cb, x, (int)n_tok, w, row_bytes, y);
     return matmul_gemm(cb, x, (int)n_tok, w, y);

@@ -1,0 +1,600 @@
+/* The small-batch matmul (1..DF_CUDA_SMALL_BATCH tokens) for Q4_K, Q5_K, Q6_K, Q8_0 and Q4_0
+ * weights: int8 tensor cores on the activations quantized once per call (cuda_mmq.cuh).
+ *
+ * Tiles. A warp owns 16 weight rows (the m of mma.sync m16n8k32 / m16n8k16) and a contiguous
+ * range of "units" along the row (a unit is 128 or 256 elements, by type); the tokens are the
+ * n, 8 per column tile, all tiles of the call in the same pass, so each weight byte is read once
+ * per call. A block is 8 warps: 8 / kw row tiles, each split along K over kw warps whose
+ * partial sums are added in warp order at the end. kw is chosen from the matrix shape alone
+ * (enough warps to keep the memory system busy: tall-thin matrices such as 17408 -> 5120 split
+ * K 8 ways, the LM head not at all).
+ *
+ * Weights are read straight from their GGUF blocks into registers, each thread loading the
+ * bytes of its own mma fragments (8 bytes at a time for Q4_K / Q5_K; Q6_K / Q8_0 / Q4_0 blocks
+ * are only 2-byte aligned: 4 bytes where a Q6_K block happens to be 4-aligned, else 2), all of
+ * a unit's loads issued before its arithmetic. The order of
+ * the 32 elements inside a k-step is free (an integer dot product does not care), so each type
+ * uses the order that makes its fragments contiguous bytes, and the activations are read in the
+ * same order: "perm8" gives thread t of a quad elements 8t..8t+7 (one 8-byte load of Q4_K
+ * nibbles or Q8_0 bytes), "natural" gives it 4t..4t+3 and 16+4t..16+4t+3 (Q4_0's low and
+ * high nibbles of one 4-byte word; Q6_K's 16-element scale groups).
+ *
+ * Arithmetic per (row, token) and block of 32: isum = the exact int32 dot product of the int8
+ * weights (scale-free quants; Q6_K: its two 16-element groups times their int8 scales, still
+ * exact) with the int8 activations, then
+ *     acc = fma(d_w * d_x, isum, acc)          (d_w: the block's weight scale, d * sc for K-quants)
+ *     acc = fma(-dmin * m, s_x, acc)           (Q4_K / Q5_K: the min term, s_x = d_x * sum q_x)
+ * with explicit _rn intrinsics, so the compiler can neither fuse nor reorder them.
+ *
+ * Batch invariance (a 16-token verify equals 16 decode steps bit for bit): the integer sums are
+ * exact; the float sequence of (row, token) is the list above over the warp's units in order,
+ * then the kw partials added in warp order; kw, the unit ranges and the tile shape depend on
+ * the matrix alone. Which column tile the token sits in, and how many tiles the call has, change
+ * only which thread does that arithmetic.
+ *
+ * Speed (H100, Qwen3.6-27B Q4_K_M shapes; docs/PERF.md has the table): 44% of the copy
+ * bandwidth over a token's matmuls (large Q4_K 50-54%, the Q6_K LM head 69%), 16 tokens 1.37x
+ * the time of one. */
+#include <stdlib.h>
+
+#include "backend/cuda/cuda_mmq.cuh"
+#include "backend/cuda/cuda_quant.cuh"
+
+enum { MMQ_WARPS = 8, MMQ_ROWS = 16 };
+
+typedef struct mmq_args {
+    const uint8_t *w;
+    size_t row_bytes;
+    int n_out, n_units, nb; /* units and 32-element blocks per row */
+    int kw;                 /* warps sharing a row tile (K split) */
+    int ntp, nt, n_tok;     /* padded tokens, column tiles of 8, real tokens */
+    int al4;                /* rows start on 4-byte boundaries (Q6_K: even blocks are 4-aligned) */
+    const int8_t *xq;
+    const float2 *xds;
+    float *y;
+} mmq_args;
+
+/* ---- loads ---- */
+
+/* 4 bytes at a 2-byte aligned address (Q6_K, Q8_0, Q4_0 blocks sit at any even offset). */
+__device__ __forceinline__ uint32_t ld32_a2(const uint8_t *p) {
+    const uint16_t *q = (const uint16_t *)p;
+    return (uint32_t)__ldg(q) | (uint32_t)__ldg(q + 1) << 16;
+}
+template <bool AL4> __device__ __forceinline__ uint32_t ld32(const uint8_t *p) {
+    return AL4 ? __ldg((const uint32_t *)p) : ld32_a2(p);
+}
+
+/* Loads that only the lanes with `on` make (a predicated ld, not a branch: the unit stays one
+ * basic block, so the compiler can still issue all of a unit's loads up front); 0 elsewhere. */
+__device__ __forceinline__ uint2 ld_if_u2(const void *p, bool on) {
+    uint2 v = make_uint2(0u, 0u);
+    asm("{\n\t.reg .pred q;\n\tsetp.ne.u32 q, %3, 0;\n\t@q ld.global.nc.v2.u32 {%0, %1}, [%2];\n\t}"
+        : "+r"(v.x), "+r"(v.y)
+        : "l"(p), "r"((unsigned)on));
+    return v;
+}
+__device__ __forceinline__ uint32_t ld_if_u1(const void *p, bool on) {
+    uint32_t v = 0u;
+    asm("{\n\t.reg .pred q;\n\tsetp.ne.u32 q, %2, 0;\n\t@q ld.global.nc.u32 %0, [%1];\n\t}"
+        : "+r"(v)
+        : "l"(p), "r"((unsigned)on));
+    return v;
+}
+__device__ __forceinline__ float4 ld_if_f4(const void *p, bool on) {
+    float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    asm("{\n\t.reg .pred q;\n\tsetp.ne.u32 q, %5, 0;\n\t@q ld.global.nc.v4.f32 {%0, %1, %2, %3}, [%4];\n\t}"
+        : "+f"(v.x), "+f"(v.y), "+f"(v.z), "+f"(v.w)
+        : "l"(p), "r"((unsigned)on));
+    return v;
+}
+
+/* Activations of token tok, block blk: 8 or 4 int8 at byte off; {d, s} of tokens tok2, tok2+1.
+ * The padding tokens past n_tok are zeros in memory too, but are not loaded: a 1-token call
+ * would otherwise read 8 times the activation bytes it uses, and those L1 misses queue with
+ * the weights'. Same values either way. */
+__device__ __forceinline__ uint2 act8(const mmq_args &a, int blk, int tok, int off) {
+    return ld_if_u2(a.xq + ((size_t)blk * a.ntp + tok) * 32 + off, tok < a.n_tok);
+}
+__device__ __forceinline__ uint32_t act4(const mmq_args &a, int blk, int tok, int off) {
+    return ld_if_u1(a.xq + ((size_t)blk * a.ntp + tok) * 32 + off, tok < a.n_tok);
+}
+__device__ __forceinline__ float4 act_ds(const mmq_args &a, int blk, int tok2) {
+    return ld_if_f4(a.xds + (size_t)blk * a.ntp + tok2, tok2 < a.n_tok);
+}
+
+/* ---- tensor cores: C (16 x 8, int32) = A (16 x K, int8, row) B (K x 8, int8, col) ----
+ * Thread (g = lane / 4, t = lane % 4) holds A rows g and g + 8, B column g, C rows g and g + 8
+ * of columns 2t and 2t + 1 (c[0], c[1] row g; c[2], c[3] row g + 8). k32: a0 / a1 = k 4t..4t+3
+ * of rows g / g+8, a2 / a3 = k 16+4t..16+4t+3; b0 = k 4t.., b1 = k 16+4t... k16: a0 / a1 and b0
+ * only. The callers never launch these below sm_80 (cu_mmq_supported). */
+__device__ __forceinline__ void mma_k32(int c[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
+                                        uint32_t b1) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%10,%10,%10,%10};"
+        : "=r"(c[0]), "=r"(c[1]), "=r"(c[2]), "=r"(c[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1), "r"(0));
+#else
+    c[0] = c[1] = c[2] = c[3] = 0;
+#endif
+}
+
+__device__ __forceinline__ void mma_k16(int c[4], uint32_t a0, uint32_t a1, uint32_t b0) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm("mma.sync.aligned.m16n8k16.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5}, {%6}, {%7,%7,%7,%7};"
+        : "=r"(c[0]), "=r"(c[1]), "=r"(c[2]), "=r"(c[3])
+        : "r"(a0), "r"(a1), "r"(b0), "r"(0));
+#else
+    c[0] = c[1] = c[2] = c[3] = 0;
+#endif
+}
+
+/* Bytes q (each 0..127) minus k, as int8: no borrow crosses a byte with bit 7 set first. */
+__device__ __forceinline__ uint32_t sub_bytes(uint32_t q, uint32_t k) {
+    return ((q | 0x80808080u) - k * 0x01010101u) ^ 0x80808080u;
+}
+
+__device__ __forceinline__ uint32_t byte_of(uint32_t w, int i) { return w >> (8 * i) & 0xffu; }
+__device__ __forceinline__ int sbyte_of(uint32_t w, int i) { return (int)(int8_t)(uint8_t)(w >> (8 * i)); }
+
+/* The float steps of one 32-element block into a C fragment (see the top of the file). dw[r]:
+ * weight scale of row g (r = 0) / g + 8 (r = 1); ds = {d, s} of token 2t, then 2t + 1. */
+__device__ __forceinline__ void acc_scale(float acc[4], const int c[4], const float dw[2], float4 ds) {
+    acc[0] = __fmaf_rn(__fmul_rn(dw[0], ds.x), __int2float_rn(c[0]), acc[0]);
+    acc[1] = __fmaf_rn(__fmul_rn(dw[0], ds.z), __int2float_rn(c[1]), acc[1]);
+    acc[2] = __fmaf_rn(__fmul_rn(dw[1], ds.x), __int2float_rn(c[2]), acc[2]);
+    acc[3] = __fmaf_rn(__fmul_rn(dw[1], ds.z), __int2float_rn(c[3]), acc[3]);
+}
+
+__device__ __forceinline__ void acc_scale_min(float acc[4], const int c[4], const float dw[2], const float mw[2],
+                                              float4 ds) {
+    acc[0] = __fmaf_rn(-mw[0], ds.y, __fmaf_rn(__fmul_rn(dw[0], ds.x), __int2float_rn(c[0]), acc[0]));
+    acc[1] = __fmaf_rn(-mw[0], ds.w, __fmaf_rn(__fmul_rn(dw[0], ds.z), __int2float_rn(c[1]), acc[1]));
+    acc[2] = __fmaf_rn(-mw[1], ds.y, __fmaf_rn(__fmul_rn(dw[1], ds.x), __int2float_rn(c[2]), acc[2]));
+    acc[3] = __fmaf_rn(-mw[1], ds.w, __fmaf_rn(__fmul_rn(dw[1], ds.z), __int2float_rn(c[3]), acc[3]));
+}
+
+/* ---- one type each: the registers of a unit (load) and its arithmetic (dot) ----
+ * row[0] / row[1]: the thread's two weight rows (g, g + 8); u: the unit; the n-loop runs over
+ * the call's NT column tiles of 8 tokens. */
+
+template <int T> struct mmq_type;
+
+/* The Q4_K / Q5_K 6-bit scales and mins of a row's 8 sub-blocks as bytes (df_k4_scale_min):
+ * sc[0] / mn[0] hold sub-blocks 0..3, sc[1] / mn[1] sub-blocks 4..7. */
+__device__ __forceinline__ void k4_scales(uint4 h, float *d, float *dmin, uint32_t sc[2], uint32_t mn[2]) {
+    *d = cu_f16((uint16_t)h.x);
+    *dmin = cu_f16((uint16_t)(h.x >> 16));
+    sc[0] = h.y & 0x3f3f3f3fu;
+    mn[0] = h.z & 0x3f3f3f3fu;
+    sc[1] = (h.w & 0x0f0f0f0fu) | (h.y >> 2 & 0x30303030u);
+    mn[1] = (h.w >> 4 & 0x0f0f0f0fu) | (h.z >> 2 & 0x30303030u);
+}
+
+/* Q4_K (144-byte blocks: d, dmin, 12 bytes of scales, 128 of nibbles): unit = a block. Sub-block
+ * 2c + hi is the low (hi = 0) or high nibbles of bytes 32c..32c+31; perm8, so thread t takes
+ * bytes 32c + 8t..32c+8t+7 of both rows: one 8-byte load feeds two k-steps. */
+template <> struct mmq_type<DF_TYPE_Q4_K> {
+    enum { UNIT = 256 };
+    struct frag {
+        uint4 h[2];
+        uint2 q[2][4];
+    };
+    static __device__ __forceinline__ void load(frag &f, const uint8_t *const row[2], int u, int t,
+                                                const mmq_args &a) {
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            const uint8_t *b = row[r] + (size_t)u * 144;
+            f.h[r] = __ldg((const uint4 *)b);
+#pragma unroll
+            for (int c = 0; c < 4; c++) f.q[r][c] = __ldg((const uint2 *)(b + 16 + 32 * c + 8 * t));
+        }
+    }
+    template <int NT>
+    static __device__ __forceinline__ void dot(const frag &f, int u, const mmq_args &a, int g, int t,
+                                               float (&acc)[NT][4]) {
+        float d[2], dmin[2];
+        uint32_t sc[2][2], mn[2][2];
+#pragma unroll
+        for (int r = 0; r < 2; r++) k4_scales(f.h[r], &d[r], &dmin[r], sc[r], mn[r]);
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            const int c = j / 2, sh = 4 * (j % 2);
+            uint32_t ax[2], ay[2];
+            float dw[2], mw[2];
+#pragma unroll
+            for (int r = 0; r < 2; r++) {
+                ax[r] = f.q[r][c].x >> sh & 0x0f0f0f0fu;
+                ay[r] = f.q[r][c].y >> sh & 0x0f0f0f0fu;
+                dw[r] = __fmul_rn(d[r], __uint2float_rn(byte_of(sc[r][j / 4], j % 4)));
+                mw[r] = __fmul_rn(dmin[r], __uint2float_rn(byte_of(mn[r][j / 4], j % 4)));
+            }
+            const int blk = u * 8 + j;
+#pragma unroll
+            for (int n = 0; n < NT; n++) {
+                const uint2 b = act8(a, blk, 8 * n + g, 8 * t);
+                const float4 ds = act_ds(a, blk, 8 * n + 2 * t);
+                int cc[4];
+                mma_k32(cc, ax[0], ax[1], ay[0], ay[1], b.x, b.y);
+                acc_scale_min(acc[n], cc, dw, mw, ds);
+            }
+        }
+    }
+};
+
+/* Q5_K (176 bytes: d, dmin, scales, 32 bytes qh, 128 of nibbles): Q4_K plus bit j of qh[l] as
+ * the fifth bit of element l of sub-block j; perm8 makes that qh bytes 8t..8t+7 for every j. */
+template <> struct mmq_type<DF_TYPE_Q5_K> {
+    enum { UNIT = 256 };
+    struct frag {
+        uint4 h[2];
+        uint2 qh[2];
+        uint2 q[2][4];
+    };
+    static __device__ __forceinline__ void load(frag &f, const uint8_t *const row[2], int u, int t,
+                                                const mmq_args &a) {
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            const uint8_t *b = row[r] + (size_t)u * 176;
+            f.h[r] = __ldg((const uint4 *)b);
+            f.qh[r] = __ldg((const uint2 *)(b + 16 + 8 * t));
+#pragma unroll
+            for (int c = 0; c < 4; c++) f.q[r][c] = __ldg((const uint2 *)(b + 48 + 32 * c + 8 * t));
+        }
+    }
+    template <int NT>
+    static __device__ __forceinline__ void dot(const frag &f, int u, const mmq_args &a, int g, int t,
+                                               float (&acc)[NT][4]) {
+        float d[2], dmin[2];
+        uint32_t sc[2][2], mn[2][2];
+#pragma unroll
+        for (int r = 0; r < 2; r++) k4_scales(f.h[r], &d[r], &dmin[r], sc[r], mn[r]);
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            const int c = j / 2, sh = 4 * (j % 2);
+            uint32_t ax[2], ay[2];
+            float dw[2], mw[2];
+#pragma unroll
+            for (int r = 0; r < 2; r++) {
+                ax[r] = (f.q[r][c].x >> sh & 0x0f0f0f0fu) | (f.qh[r].x >> j & 0x01010101u) << 4;
+                ay[r] = (f.q[r][c].y >> sh & 0x0f0f0f0fu) | (f.qh[r].y >> j & 0x01010101u) << 4;
+                dw[r] = __fmul_rn(d[r], __uint2float_rn(byte_of(sc[r][j / 4], j % 4)));
+                mw[r] = __fmul_rn(dmin[r], __uint2float_rn(byte_of(mn[r][j / 4], j % 4)));
+            }
+            const int blk = u * 8 + j;
+#pragma unroll
+            for (int n = 0; n < NT; n++) {
+                const uint2 b = act8(a, blk, 8 * n + g, 8 * t);
+                const float4 ds = act_ds(a, blk, 8 * n + 2 * t);
+                int cc[4];
+                mma_k32(cc, ax[0], ax[1], ay[0], ay[1], b.x, b.y);
+                acc_scale_min(acc[n], cc, dw, mw, ds);
+            }
+        }
+    }
+};
+
+/* Q6_K (210 bytes: 128 ql, 64 qh, 16 int8 scales, d): unit = half a block (128 elements,
+ * h = u % 2). Element 32j + l of the half (l < 32) is the low (j < 2) or high nibble of
+ * ql[64h + 32(j & 1) + l] with bits 2j..2j+1 of qh[32h + l] above, minus 32; its scale is
+ * scales[8h + 2j + l / 16]. One k16 step per 16-element group, natural order (thread t takes
+ * l % 16 = 4t..4t+3); the two groups of a 32-block are combined in integers (|sum| < 2^24). */
+template <> struct mmq_type<DF_TYPE_Q6_K> {
+    enum { UNIT = 128 };
+    struct frag {
+        uint32_t ql[2][4]; /* [row][2 * (j & 1) + half] */
+        uint32_t qh[2][2]; /* [row][half] */
+        uint32_t sc[2][2]; /* scales 8h..8h+7 */
+        uint32_t d[2];
+    };
+    static __device__ __forceinline__ void load(frag &f, const uint8_t *const row[2], int u, int t,
+                                                const mmq_args &a) {
+        /* 210-byte blocks: with 4-aligned rows, the even ones are 4-aligned (one 32-bit load
+         * per word instead of two 16-bit ones); the test is the same for the whole warp. */
+        if (a.al4 && (u / 2) % 2 == 0) load_as<true>(f, row, u / 2, u % 2, t);
+        else load_as<false>(f, row, u / 2, u % 2, t);
+    }
+    template <bool AL4>
+    static __device__ __forceinline__ void load_as(frag &f, const uint8_t *const row[2], int sb, int h, int t) {
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            const uint8_t *b = row[r] + (size_t)sb * 210;
+#pragma unroll
+            for (int i = 0; i < 4; i++) f.ql[r][i] = ld32<AL4>(b + 64 * h + 16 * i + 4 * t);
+#pragma unroll
+            for (int i = 0; i < 2; i++) f.qh[r][i] = ld32<AL4>(b + 128 + 32 * h + 16 * i + 4 * t);
+            f.sc[r][0] = ld32<AL4>(b + 192 + 8 * h);
+            f.sc[r][1] = ld32<AL4>(b + 196 + 8 * h);
+            f.d[r] = __ldg((const uint16_t *)(b + 208));
+        }
+    }
+    template <int NT>
+    static __device__ __forceinline__ void dot(const frag &f, int u, const mmq_args &a, int g, int t,
+                                               float (&acc)[NT][4]) {
+        float d[2];
+#pragma unroll
+        for (int r = 0; r < 2; r++) d[r] = cu_f16((uint16_t)f.d[r]);
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            uint32_t aq[2][2]; /* [half][row] */
+            int s[2][2];       /* [half][row] */
+#pragma unroll
+            for (int hf = 0; hf < 2; hf++)
+#pragma unroll
+                for (int r = 0; r < 2; r++) {
+                    const uint32_t l = f.ql[r][2 * (j & 1) + hf];
+                    const uint32_t nib = (j < 2 ? l : l >> 4) & 0x0f0f0f0fu;
+                    const uint32_t hb = (f.qh[r][hf] >> (2 * j) & 0x03030303u) << 4;
+                    aq[hf][r] = sub_bytes(nib | hb, 32);
+                    s[hf][r] = sbyte_of(f.sc[r][j / 2], 2 * (j % 2) + hf);
+                }
+            const int blk = u * 4 + j;
+#pragma unroll
+            for (int n = 0; n < NT; n++) {
+                const uint32_t b0 = act4(a, blk, 8 * n + g, 4 * t), b1 = act4(a, blk, 8 * n + g, 16 + 4 * t);
+                const float4 ds = act_ds(a, blk, 8 * n + 2 * t);
+                int c0[4], c1[4], cc[4];
+                mma_k16(c0, aq[0][0], aq[0][1], b0);
+                mma_k16(c1, aq[1][0], aq[1][1], b1);
+#pragma unroll
+                for (int e = 0; e < 4; e++) cc[e] = s[0][e / 2] * c0[e] + s[1][e / 2] * c1[e];
+                acc_scale(acc[n], cc, d, ds);
+            }
+        }
+    }
+};
+
+/* Q8_0 (34 bytes: d, 32 int8): unit = 4 blocks (the last unit of a row may be short); perm8,
+ * thread t takes bytes 8t..8t+7. */
+template <> struct mmq_type<DF_TYPE_Q8_0> {
+    enum { UNIT = 128 };
+    struct frag {
+        uint32_t q[2][4][2];
+        uint32_t d[2][4];
+    };
+    static __device__ __forceinline__ void load(frag &f, const uint8_t *const row[2], int u, int t,
+                                                const mmq_args &a) {
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const int blk = u * 4 + i;
+#pragma unroll
+            for (int r = 0; r < 2; r++) {
+                if (blk < a.nb) {
+                    const uint8_t *b = row[r] + (size_t)blk * 34;
+                    f.d[r][i] = __ldg((const uint16_t *)b);
+                    f.q[r][i][0] = ld32_a2(b + 2 + 8 * t);
+                    f.q[r][i][1] = ld32_a2(b + 6 + 8 * t);
+                } else {
+                    f.d[r][i] = f.q[r][i][0] = f.q[r][i][1] = 0;
+                }
+            }
+        }
+    }
+    template <int NT>
+    static __device__ __forceinline__ void dot(const frag &f, int u, const mmq_args &a, int g, int t,
+                                               float (&acc)[NT][4]) {
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const int blk = u * 4 + i;
+            if (blk >= a.nb) break;
+            const float dw[2] = {cu_f16((uint16_t)f.d[0][i]), cu_f16((uint16_t)f.d[1][i])};
+#pragma unroll
+            for (int n = 0; n < NT; n++) {
+                const uint2 b = act8(a, blk, 8 * n + g, 8 * t);
+                const float4 ds = act_ds(a, blk, 8 * n + 2 * t);
+                int cc[4];
+                mma_k32(cc, f.q[0][i][0], f.q[1][i][0], f.q[0][i][1], f.q[1][i][1], b.x, b.y);
+                acc_scale(acc[n], cc, dw, ds);
+            }
+        }
+    }
+};
+
+/* Q4_0 (18 bytes: d, 16 bytes of nibbles, element j < 16 low nibble of byte j, j >= 16 high
+ * nibble of byte j - 16, minus 8): unit = 4 blocks; natural order, so thread t's 4-byte word
+ * 4t..4t+3 gives k 4t.. (low nibbles) and k 16+4t.. (high). */
+template <> struct mmq_type<DF_TYPE_Q4_0> {
+    enum { UNIT = 128 };
+    struct frag {
+        uint32_t q[2][4];
+        uint32_t d[2][4];
+    };
+    static __device__ __forceinline__ void load(frag &f, const uint8_t *const row[2], int u, int t,
+                                                const mmq_args &a) {
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const int blk = u * 4 + i;
+#pragma unroll
+            for (int r = 0; r < 2; r++) {
+                if (blk < a.nb) {
+                    const uint8_t *b = row[r] + (size_t)blk * 18;
+                    f.d[r][i] = __ldg((const uint16_t *)b);
+                    f.q[r][i] = ld32_a2(b + 2 + 4 * t);
+                } else {
+                    f.d[r][i] = f.q[r][i] = 0;
+                }
+            }
+        }
+    }
+    template <int NT>
+    static __device__ __forceinline__ void dot(const frag &f, int u, const mmq_args &a, int g, int t,
+                                               float (&acc)[NT][4]) {
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const int blk = u * 4 + i;
+            if (blk >= a.nb) break;
+            const float dw[2] = {cu_f16((uint16_t)f.d[0][i]), cu_f16((uint16_t)f.d[1][i])};
+            uint32_t lo[2], hi[2];
+#pragma unroll
+            for (int r = 0; r < 2; r++) {
+                lo[r] = sub_bytes(f.q[r][i] & 0x0f0f0f0fu, 8);
+                hi[r] = sub_bytes(f.q[r][i] >> 4 & 0x0f0f0f0fu, 8);
+            }
+#pragma unroll
+            for (int n = 0; n < NT; n++) {
+                const uint32_t b0 = act4(a, blk, 8 * n + g, 4 * t), b1 = act4(a, blk, 8 * n + g, 16 + 4 * t);
+                const float4 ds = act_ds(a, blk, 8 * n + 2 * t);
+                int cc[4];
+                mma_k32(cc, lo[0], lo[1], hi[0], hi[1], b0, b1);
+                acc_scale(acc[n], cc, dw, ds);
+            }
+        }
+    }
+};
+
+/* ---- the kernel ---- */
+
+/* NT is the call's exact number of column tiles: no branch on it inside a unit, so a unit's
+ * activation loads can all be issued before its arithmetic waits on any of them. Up to two
+ * tiles, three blocks per SM (<= 80 registers): every split shape of the 27B model then fits in
+ * one wave on 132 SMs. Above that two (at 80 registers the accumulators would spill). Measured
+ * (H100, 27B shapes): three blocks beat two by 10% at 1 token and 5% at 16; loading the next
+ * unit into a second register set while computing the current one was 15% slower. */
+template <int T, int NT>
+__global__ void __launch_bounds__(MMQ_WARPS * 32, NT <= 2 ? 3 : 2) mmq_kernel(const mmq_args a) {
+    typedef mmq_type<T> K;
+    __shared__ float red[MMQ_WARPS][NT * 4][32];
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    const int kw = a.kw, ks = warp % kw;
+    const int row0 = (blockIdx.x * (MMQ_WARPS / kw) + warp / kw) * MMQ_ROWS;
+    /* rows past the end read the last row (valid memory) and store nothing */
+    const uint8_t *row[2] = {a.w + (size_t)min(row0 + g, a.n_out - 1) * a.row_bytes,
+                             a.w + (size_t)min(row0 + g + 8, a.n_out - 1) * a.row_bytes};
+    const int u0 = (int)((long long)a.n_units * ks / kw), u1 = (int)((long long)a.n_units * (ks + 1) / kw);
+    float acc[NT][4];
+#pragma unroll
+    for (int n = 0; n < NT; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) acc[n][e] = 0.0f;
+    for (int u = u0; u < u1; u++) {
+        typename K::frag f;
+        K::load(f, row, u, t, a);
+        K::template dot<NT>(f, u, a, g, t, acc);
+    }
+    if (kw > 1) {
+        /* the K split's partial sums, added in warp order by the row tile's first warp */
+#pragma unroll
+        for (int n = 0; n < NT; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) red[warp][n * 4 + e][lane] = acc[n][e];
+        __syncthreads();
+        if (ks) return;
+#pragma unroll
+        for (int n = 0; n < NT; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                float v = acc[n][e];
+                for (int k = 1; k < kw; k++) v = __fadd_rn(v, red[warp + k][n * 4 + e][lane]);
+                acc[n][e] = v;
+            }
+    }
+#pragma unroll
+    for (int n = 0; n < NT; n++) {
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const int r = row0 + g + 8 * (e / 2), tok = 8 * n + 2 * t + e % 2;
+            if (r < a.n_out && tok < a.n_tok) a.y[(size_t)tok * a.n_out + r] = acc[n][e];
+        }
+    }
+}
+
+/* ---- host side ---- */
+
+/* DFLASH_CUDA_MMQ=0 turns this path off (the f32 kernel of cuda_matmul.cu takes these types
+ * again), for before / after timings; read once. */
+static int g_on = -1;
+
+static bool mmq_on(void) {
+    if (g_on < 0) {
+        const char *s = getenv("DFLASH_CUDA_MMQ");
+        g_on = s && *s && atoi(s) == 0 ? 0 : 1;
+    }
+    return g_on == 1;
+}
+
+bool cu_mmq_supported(const cu_backend *cb, const df_weight *w) {
+    if (!mmq_on() || cb->cc_major < 8 || (uintptr_t)w->data % 16) return false;
+    switch (w->type) {
+    case DF_TYPE_Q4_K: case DF_TYPE_Q5_K: case DF_TYPE_Q6_K: case DF_TYPE_Q8_0: case DF_TYPE_Q4_0:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* Warps per row tile: the fewest (1, 2, 4, 8) that give the GPU about 16 warps per SM, while
+ * each keeps two units or more. From the shape and the device alone, never from n_tok.
+ * Measured (H100, 27B shapes): aiming at 8 warps per SM was 15% slower, at 32 the same. */
+static int k_split(const cu_backend *cb, int n_out, int n_units) {
+    const long long tiles = (n_out + MMQ_ROWS - 1) / MMQ_ROWS, want = (long long)cb->n_sm * 16;
+    int kw = 1;
+    while (kw < MMQ_WARPS && tiles * kw < want && n_units >= 4 * kw) kw *= 2;
+    return kw;
+}
+
+template <int T, int NT>
+static void launch(const mmq_args &a, unsigned grid, cudaStream_t s) {
+    mmq_kernel<T, NT><<<grid, MMQ_WARPS * 32, 0, s>>>(a);
+}
+
+template <int T>
+static void launch_nt(const mmq_args &a, unsigned grid, cudaStream_t s) {
+    switch (a.nt) {
+    case 1: launch<T, 1>(a, grid, s); break;
+    case 2: launch<T, 2>(a, grid, s); break;
+    case 3: launch<T, 3>(a, grid, s); break;
+    case 4: launch<T, 4>(a, grid, s); break;
+    case 5: launch<T, 5>(a, grid, s); break;
+    case 6: launch<T, 6>(a, grid, s); break;
+    case 7: launch<T, 7>(a, grid, s); break;
+    default: launch<T, 8>(a, grid, s); break;
+    }
+}
+
+df_status cu_mmq(cu_backend *cb, const float *x, int n_tok, const df_weight *w, size_t row_bytes, float *y) {
+    const int n_in = (int)w->ne[0], n_out = (int)w->ne[1], ntp = cu_mmq_tok_pad(n_tok), nb = n_in / 32;
+    int unit = 256;
+    switch (w->type) {
+    case DF_TYPE_Q6_K: unit = mmq_type<DF_TYPE_Q6_K>::UNIT; break;
+    case DF_TYPE_Q8_0: unit = mmq_type<DF_TYPE_Q8_0>::UNIT; break;
+    case DF_TYPE_Q4_0: unit = mmq_type<DF_TYPE_Q4_0>::UNIT; break;
+    default: break;
+    }
+    /* int8 activations, then {d, s} pairs: xq is a multiple of 256 bytes long, so xds is
+     * 16-byte aligned for its float4 reads. */
+    const size_t xq_bytes = (size_t)ntp * (size_t)n_in, ds_bytes = (size_t)ntp * (size_t)nb * sizeof(float2);
+    void *buf;
+    DF_TRY(cu_qscratch(cb, xq_bytes + ds_bytes, "matmul", &buf));
+    int8_t *xq = (int8_t *)buf;
+    float2 *xds = (float2 *)((char *)buf + xq_bytes);
+    DF_TRY(cu_quantize_act(cb, x, n_tok, n_in, xq, xds));
+
+    mmq_args a;
+    a.w = (const uint8_t *)w->data;
+    a.row_bytes = row_bytes;
+    a.n_out = n_out;
+    a.n_units = (n_in + unit - 1) / unit;
+    a.nb = nb;
+    a.kw = k_split(cb, n_out, a.n_units);
+    a.ntp = ntp;
+    a.nt = ntp / CU_MMQ_TOK_TILE;
+    a.n_tok = n_tok;
+    a.al4 = row_bytes % 4 == 0 && (uintptr_t)w->data % 4 == 0;
+    a.xq = xq;
+    a.xds = xds;
+    a.y = y;
+    const long long tiles = (n_out + MMQ_ROWS - 1) / MMQ_ROWS, per_block = MMQ_WARPS / a.kw;
+    const unsigned grid = (unsigned)((tiles + per_block - 1) / per_block);
+    switch (w->type) {
+    case DF_TYPE_Q4_K: launch_nt<DF_TYPE_Q4_K>(a, grid, cb->stream); break;
+    case DF_TYPE_Q5_K: launch_nt<DF_TYPE_Q5_K>(a, grid, cb->stream); break;
+    case DF_TYPE_Q6_K: launch_nt<DF_TYPE_Q6_K>(a, grid, cb->stream); break;
+    case DF_TYPE_Q8_0: launch_nt<DF_TYPE_Q8_0>(a, grid, cb->stream); break;
+    case DF_TYPE_Q4_0: launch_nt<DF_TYPE_Q4_0>(a, grid, cb->stream); break;
+    default:
+        return df_fail(DF_ERR_UNSUPPORTED, "matmul: %s: no int8 kernel for %s", w->name ? w->name : "weight",
+                       df_type_name(w->type));
+    }
+    return cu_check_launch(cb, "matmul (int8)");
+}
