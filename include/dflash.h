@@ -127,6 +127,7 @@ typedef struct dflash_gen_stats {
     double mean_accept_len;      /* tokens committed per verify (accepted drafts + 1) */
     int64_t accept_hist[32];     /* verifies by tokens committed - 1 */
     double draft_s, verify_s;    /* time in the drafter and in target verifies */
+    int64_t n_replayed;          /* target forwards replayed from a recording (CUDA graphs) */
 } dflash_gen_stats;
 
 /* Called once per generated token with the text it releases (whole UTF-8 characters only;

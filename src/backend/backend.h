@@ -12,6 +12,7 @@
 #ifndef DF_BACKEND_BACKEND_H
 #define DF_BACKEND_BACKEND_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -48,6 +49,10 @@ typedef struct df_backend_ops {
     df_status (*upload)(df_backend *be, void *dst, const void *src, size_t size);
     df_status (*download)(df_backend *be, void *dst, const void *src, size_t size);
     df_status (*copy)(df_backend *be, void *dst, const void *src, size_t size);
+    /* rows rows of width bytes each, src_pitch and dst_pitch bytes apart (>= width): one call
+     * where copying row by row would be one launch per row on a GPU. */
+    df_status (*copy_2d)(df_backend *be, void *dst, size_t dst_pitch, const void *src, size_t src_pitch,
+                         size_t width, size_t rows);
     /* Makes host weight bytes usable by the ops; out keeps src's type and shape. */
     df_status (*bind_weight)(df_backend *be, const df_weight *host, df_weight *out);
     void (*unbind_weight)(df_backend *be, df_weight *w);
@@ -93,6 +98,11 @@ typedef struct df_backend_ops {
      * sliding window): backend/cpu/cpu_draft_ops.h. */
     df_status (*kv_write)(df_backend *be, df_kv_cache *cache, const df_heads *k_new,
                           const df_heads *v_new, int64_t row0);
+    /* The same into a ring at positions read from a buffer when the work runs (so that a
+     * recording replays at any position): the rows of positions pos[0] .. pos[0] + n - 1,
+     * position p in row p % cache->n_ctx (n <= n_ctx; the rows may wrap). */
+    df_status (*kv_write_ring)(df_backend *be, df_kv_cache *cache, const df_heads *k_new,
+                               const df_heads *v_new, const int32_t *pos);
     df_status (*attention_window)(df_backend *be, const df_window_attn_args *args);
 
     /* Optional (NULL where a backend has none): lanes let several threads run ops on one
@@ -102,6 +112,19 @@ typedef struct df_backend_ops {
     df_status (*lane_create)(df_backend *be, int n_threads, void **lane);
     void (*lane_free)(df_backend *be, void *lane);
     void (*lane_bind)(df_backend *be, void *lane);
+
+    /* Optional (NULL where a backend has none): recorded replay (CUDA graphs). graph_begin
+     * makes the ops the calling thread issues be recorded instead of run; graph_end stops and
+     * returns the recording in *graph (on failure NULL: the ops issued in between did not
+     * run). graph_launch runs a recording again: the same kernels with the same arguments on
+     * the same buffers, reading what those buffers hold now (so whatever changes from one run
+     * to the next, token ids and positions, must live in buffers). It sets *stale and runs
+     * nothing when the backend has since moved a buffer the recording uses (a scratch buffer
+     * grew): the caller records again. */
+    df_status (*graph_begin)(df_backend *be);
+    df_status (*graph_end)(df_backend *be, void **graph);
+    df_status (*graph_launch)(df_backend *be, void *graph, bool *stale);
+    void (*graph_free)(df_backend *be, void *graph);
 } df_backend_ops;
 
 struct df_backend {

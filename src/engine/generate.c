@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "engine/sampling.h"
+#include "model/graph_cache.h"
 #include "engine/stop_strings.h"
 
 static double now_s(void) {
@@ -192,6 +193,7 @@ df_status df_generate(df_qwen35_state *st, df_spec *spec, const df_gen_request *
     if (r->tok) df_detok_stream_init(&g.detok, r->tok, 0);
     df_stop_init(&g.stop, p->stop, p->n_stop);
     df_spec_stats before = use_spec ? spec->stats : (df_spec_stats){0};
+    const int64_t replayed_before = df_graph_cache_replays(st->graphs);
 
     double t0 = now_s();
     df_status rc = use_spec ? df_spec_prefill(spec, r->prompt, r->n_prompt)
@@ -211,6 +213,7 @@ df_status df_generate(df_qwen35_state *st, df_spec *spec, const df_gen_request *
     /* The first token comes from the prefill's logits; decode speed counts the rest. */
     stats->decode_tok_s = stats->decode_s > 0 && g.n_gen > 1 ? (double)(g.n_gen - 1) / stats->decode_s : 0.0;
     stats->stop = g.reason;
+    stats->n_replayed = df_graph_cache_replays(st->graphs) - replayed_before;
     if (use_spec) {
         const df_spec_stats *a = &spec->stats;
         stats->n_verify = a->n_verify - before.n_verify;

@@ -145,6 +145,8 @@ typedef struct df_dflash_state {
     float *ff_a, *ff_b;         /* [block][n_ff] */
     float *logits;              /* [block - 1][n_vocab]: block rows 1 .. n-1 */
     int32_t *argmax;            /* [block - 1] */
+    /* Recorded draft steps (model/graph_cache.h): NULL when the backend cannot record. */
+    struct df_graph_cache *graphs;
 } df_dflash_state;
 
 /* block_size 0 means the drafter's own. Calls df_dflash_draft_check_target. The target

@@ -17,6 +17,7 @@
  * for bit. The block rows a step writes into the caches sit at positions >= c, which the
  * next commit overwrites and no read looks at before then. */
 #include "model/dflash_draft.h"
+#include "model/graph_cache.h"
 
 #define OPS (be->ops)
 
@@ -33,22 +34,12 @@ static df_status upload_positions(df_dflash_state *s, int64_t pos0, int64_t n) {
     return DF_OK;
 }
 
-/* Writes rows for positions pos0 .. pos0 + n - 1 into layer l's ring (n <= ring size, so
- * the rows wrap at most once). */
-static df_status ring_write(df_dflash_state *s, int64_t l, const df_heads *k, const df_heads *v,
-                            int64_t pos0) {
+/* Writes the rows of the positions in s->pos (uploaded by the caller: pos0 .. pos0 + n - 1)
+ * into layer l's ring (n <= ring size, so the rows wrap at most once). The backend reads the
+ * position when the work runs, so a recorded draft step replays at any position. */
+static df_status ring_write(df_dflash_state *s, int64_t l, const df_heads *k, const df_heads *v) {
     df_backend *be = s->d->be;
-    df_kv_cache *c = &s->kv[l];
-    const int64_t n = k->n_tok, row = pos0 % c->n_ctx, n1 = min64(n, c->n_ctx - row);
-    df_heads k1 = *k, v1 = *v;
-    k1.n_tok = v1.n_tok = n1;
-    DF_TRY(OPS->kv_write(be, c, &k1, &v1, row));
-    if (n1 == n) return DF_OK;
-    df_heads k2 = *k, v2 = *v;
-    k2.data += n1 * k->tok_stride;
-    v2.data += n1 * v->tok_stride;
-    k2.n_tok = v2.n_tok = n - n1;
-    return OPS->kv_write(be, c, &k2, &v2, 0);
+    return OPS->kv_write_ring(be, &s->kv[l], k, v, s->pos);
 }
 
 /* ---- commit ---- */
@@ -72,7 +63,7 @@ static df_status commit_rows(df_dflash_state *s, const float *feat, int64_t m) {
         df_heads v = {s->v, m, hp->n_head_kv, D, kvd, D};
         DF_TRY(OPS->rmsnorm_heads(be, &k, L->k_norm.data, hp->rms_eps));
         DF_TRY(OPS->rope(be, &k, s->pos, d->inv_freq, D));
-        DF_TRY(ring_write(s, l, &k, &v, pos0));
+        DF_TRY(ring_write(s, l, &k, &v));
     }
     s->n_committed += m;
     return DF_OK;
@@ -103,9 +94,9 @@ df_status df_dflash_state_commit(df_dflash_state *s, const float *const *hidden,
     for (int64_t r0 = 0; r0 < n_rows; r0 += s->chunk) {
         const int64_t m = min64(n_rows - r0, s->chunk);
         /* fc wants each row's captures side by side, in layer_ids order. */
-        for (int64_t r = 0; r < m; r++)
-            for (int64_t i = 0; i < nc; i++)
-                DF_TRY(OPS->copy(be, s->feat + (r * nc + i) * E, hidden[i] + (r0 + r) * E, row_bytes));
+        for (int64_t i = 0; i < nc; i++)
+            DF_TRY(OPS->copy_2d(be, s->feat + i * E, (size_t)nc * row_bytes, hidden[i] + r0 * E, row_bytes,
+                                row_bytes, (size_t)m));
         DF_TRY(commit_rows(s, s->feat, m));
     }
     return DF_OK;
@@ -124,22 +115,28 @@ static df_status attention(df_dflash_state *s, int64_t l, int64_t n, df_heads *q
          * op exactly: write the block rows at pos0, attend to rows < pos0 + n (causal: to
          * rows <= own position). */
         df_attn_args a = {.q = *q, .gate = NULL, .k_new = k, .v_new = v, .cache = &s->kv[l],
-                          .pos0 = pos0, .causal = hp->causal[l], .scale = 0.0f, .out = out};
+                          .pos0 = pos0, .pos = s->pos, .causal = hp->causal[l], .scale = 0.0f,
+                          .out = out};
         return OPS->attention(be, &a);
     }
-    DF_TRY(ring_write(s, l, k, v, pos0));
+    DF_TRY(ring_write(s, l, k, v));
     df_window_attn_args a = {.q = *q, .cache = &s->kv[l], .q_pos0 = pos0, .kv_end = pos0 + n,
                              .causal = hp->causal[l], .window = hp->sliding_window,
-                             .scale = 0.0f, .out = out};
+                             .scale = 0.0f, .out = out, .pos = s->pos};
     return OPS->attention_window(be, &a);
 }
+
+typedef struct draft_call {
+    df_dflash_state *s;
+    int64_t n;
+} draft_call;
+
+static df_status draft_body(void *ctx);
 
 df_status df_dflash_state_draft(df_dflash_state *s, int32_t bonus, int64_t n) {
     const df_dflash_draft *d = s->d;
     const df_dflash_hparams *hp = &d->hp;
     df_backend *be = d->be;
-    const int64_t E = hp->n_embd, D = hp->head_dim, F = hp->n_ff;
-    const int64_t qd = hp->n_head * D, kvd = hp->n_head_kv * D;
     if (n < 2 || n > s->block_size)
         return df_fail(DF_ERR_INVALID, "dflash draft: a block of %lld tokens (the state takes "
                        "2..%lld)", (long long)n, (long long)s->block_size);
@@ -151,6 +148,23 @@ df_status df_dflash_state_draft(df_dflash_state *s, int32_t bonus, int64_t n) {
     for (int64_t i = 1; i < n; i++) ids[i] = hp->mask_token_id;
     DF_TRY(OPS->upload(be, s->ids, ids, (size_t)n * sizeof(int32_t)));
     DF_TRY(upload_positions(s, s->n_committed, n));
+    /* Everything after the uploads depends on the step only through the id and position
+     * buffers (the ring writes and both attention forms take positions from s->pos), so it
+     * can be recorded once per block width and replayed. */
+    draft_call call = {s, n};
+    const uintptr_t key[1] = {(uintptr_t)n};
+    return df_graph_cache_run(s->graphs, key, 1, draft_body, &call);
+}
+
+static df_status draft_body(void *ctx) {
+    const draft_call *c = ctx;
+    df_dflash_state *s = c->s;
+    const int64_t n = c->n;
+    const df_dflash_draft *d = s->d;
+    const df_dflash_hparams *hp = &d->hp;
+    df_backend *be = d->be;
+    const int64_t E = hp->n_embd, D = hp->head_dim, F = hp->n_ff;
+    const int64_t qd = hp->n_head * D, kvd = hp->n_head_kv * D;
     DF_TRY(OPS->get_rows(be, s->tok_embd, s->ids, n, s->x));
 
     for (int64_t l = 0; l < hp->n_layer; l++) {

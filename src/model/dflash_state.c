@@ -11,6 +11,7 @@
 
 #include "base/alloc.h"
 #include "model/dflash_draft.h"
+#include "model/graph_cache.h"
 
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -96,6 +97,8 @@ df_status df_dflash_state_create_with(const df_dflash_draft *d, const df_weight 
     ALLOC(s->ff_b, block_size * hp->n_ff, sizeof(float));
     ALLOC(s->logits, (block_size - 1) * s->n_vocab, sizeof(float));
     ALLOC(s->argmax, block_size - 1, sizeof(int32_t));
+    st = df_graph_cache_create(be, &s->graphs);
+    if (st != DF_OK) goto fail;
     *out = s;
     return DF_OK;
 fail:
@@ -114,6 +117,7 @@ df_status df_dflash_state_create(const df_dflash_draft *d, const df_qwen35 *targ
 void df_dflash_state_free(df_dflash_state *s) {
     if (!s) return;
     df_backend *be = s->d->be;
+    df_graph_cache_free(s->graphs);
     if (s->kv)
         for (int64_t l = 0; l < s->d->hp.n_layer; l++) {
             be->ops->free(be, s->kv[l].k);

@@ -21,6 +21,8 @@
 /* Prefill calls at least this long use the chunked GDN form. Decode and verify calls stay
  * below it, so a verify of B tokens computes exactly what B decode steps compute. */
 #define DF_QWEN35_GDN_CHUNKED_MIN 64
+/* Forwards of at most this many tokens are recorded for replay (decode steps, verifies). */
+#define DF_QWEN35_GRAPH_MAX_TOKENS 32
 
 typedef enum df_layer_kind { DF_LAYER_GDN = 0, DF_LAYER_ATTENTION = 1 } df_layer_kind;
 
@@ -129,6 +131,9 @@ typedef struct df_qwen35_state {
     int64_t logit_rows;   /* capacity of logits: min(max_batch, DF_QWEN35_MAX_LOGIT_ROWS) */
     float *logits;        /* [logit_rows][n_vocab] */
     int32_t *argmax;      /* [logit_rows] */
+    /* Recorded forwards of up to DF_QWEN35_GRAPH_MAX_TOKENS tokens, on backends that can
+     * replay them (model/graph_cache.h); NULL when off. */
+    struct df_graph_cache *graphs;
 } df_qwen35_state;
 
 df_status df_qwen35_state_create(const df_qwen35 *m, int64_t n_ctx, int64_t max_batch,

@@ -10,6 +10,7 @@
  * decode steps exactly; only long prefills use the chunked GDN form. */
 #include <string.h>
 
+#include "model/graph_cache.h"
 #include "model/qwen35.h"
 
 #define L2NORM_EPS 1e-6f
@@ -84,7 +85,7 @@ static df_status attention_mixer(df_qwen35_state *s, int64_t l, int64_t T) {
 
     df_attn_args args = {
         .q = q, .gate = &gate, .k_new = &k, .v_new = &v, .cache = &s->kv[l],
-        .pos0 = s->n_past, .causal = true, .scale = 0.0f,
+        .pos0 = s->n_past, .pos = s->pos, .causal = true, .scale = 0.0f,
         .out = {out, T, H, D, H * D, D},
     };
     DF_TRY(OPS->attention(be, &args));
@@ -102,12 +103,46 @@ static df_status ffn(df_qwen35_state *s, int64_t l, int64_t T) {
     return OPS->matmul(be, s->wide_a, T, &L->ffn_down, s->proj);
 }
 
+typedef struct forward_call {
+    df_qwen35_state *s;
+    int64_t T;
+    df_logits_mode mode;
+    const df_qwen35_capture *cap;
+} forward_call;
+
+static df_status forward_body(void *call);
+
+/* What a recording of this forward bakes in: token count, logits mode and the capture
+ * buffers (the state's own buffers are the cache's, which lives in the state). 0: do not
+ * record (long calls take other kernels: the chunked GDN form, cuBLAS). The capture's
+ * per-layer arrays are allocated once per speculative session and never refilled, so their
+ * addresses and first entries identify them. */
+static int graph_key(const forward_call *c, uintptr_t key[DF_GRAPH_KEY_WORDS]) {
+    const df_qwen35_capture *cap = c->cap;
+    if (c->T > DF_QWEN35_GRAPH_MAX_TOKENS || c->T >= c->s->gdn_chunked_min) return 0;
+    if (cap && 8 + 2 * cap->n_hidden > DF_GRAPH_KEY_WORDS) return 0;
+    int n = 0;
+    key[n++] = (uintptr_t)c->T;
+    key[n++] = (uintptr_t)c->mode;
+    key[n++] = cap ? 1 + (uintptr_t)cap->n_hidden : 0;
+    if (!cap) return n;
+    key[n++] = cap->gdn;
+    key[n++] = (uintptr_t)cap->state_type;
+    key[n++] = (uintptr_t)cap->gdn_state;
+    key[n++] = cap->gdn && cap->gdn_state ? (uintptr_t)cap->gdn_state[0] : 0;
+    key[n++] = cap->gdn && cap->conv_state ? (uintptr_t)cap->conv_state[0] : 0;
+    for (int i = 0; i < cap->n_hidden; i++) {
+        key[n++] = (uintptr_t)cap->hidden_layers[i];
+        key[n++] = (uintptr_t)cap->hidden[i];
+    }
+    return n;
+}
+
 df_status df_qwen35_forward(df_qwen35_state *s, const int32_t *ids, int64_t T,
                             df_logits_mode mode, const df_qwen35_capture *cap) {
     const df_qwen35 *m = s->m;
     const df_qwen35_hparams *hp = &m->hp;
     df_backend *be = m->be;
-    const int64_t E = hp->n_embd;
     if (T <= 0 || T > s->max_batch)
         return df_fail(DF_ERR_INVALID, "qwen35 forward: %lld tokens (the state takes 1..%lld)",
                        (long long)T, (long long)s->max_batch);
@@ -129,6 +164,28 @@ df_status df_qwen35_forward(df_qwen35_state *s, const int32_t *ids, int64_t T,
         for (int64_t i = 0; i < n; i++) pos_host[i] = (int32_t)(s->n_past + t0 + i);
         DF_TRY(OPS->upload(be, s->pos + t0, pos_host, (size_t)n * sizeof(int32_t)));
     }
+    forward_call call = {s, T, mode, cap};
+    uintptr_t key[DF_GRAPH_KEY_WORDS];
+    const int n_key = graph_key(&call, key);
+    if (n_key > 0) DF_TRY(df_graph_cache_run(s->graphs, key, n_key, forward_body, &call));
+    else DF_TRY(forward_body(&call));
+    s->n_past += T;
+    return DF_OK;
+}
+
+/* Everything after the uploads. It must not depend on n_past except through the position
+ * buffer (attention's pos0 is checked on the host but read from s->pos where it matters), so
+ * that a recording of it replays at any position. */
+static df_status forward_body(void *call) {
+    const forward_call *c = call;
+    df_qwen35_state *s = c->s;
+    const int64_t T = c->T;
+    const df_logits_mode mode = c->mode;
+    const df_qwen35_capture *cap = c->cap;
+    const df_qwen35 *m = s->m;
+    const df_qwen35_hparams *hp = &m->hp;
+    df_backend *be = m->be;
+    const int64_t E = hp->n_embd;
     DF_TRY(OPS->get_rows(be, &m->tok_embd, s->ids, T, s->x));
 
     for (int64_t l = 0; l < hp->n_layer; l++) {
@@ -147,8 +204,6 @@ df_status df_qwen35_forward(df_qwen35_state *s, const int32_t *ids, int64_t T,
                     DF_TRY(OPS->copy(be, cap->hidden[i], s->x, (size_t)(T * E) * sizeof(float)));
                 }
     }
-    s->n_past += T;
-
     if (mode == DF_LOGITS_NONE) return DF_OK;
     const int64_t first = mode == DF_LOGITS_LAST ? T - 1 : 0;
     const int64_t rows = T - first;

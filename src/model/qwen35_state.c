@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "base/alloc.h"
+#include "model/graph_cache.h"
 #include "model/qwen35.h"
 
 static int64_t max3(int64_t a, int64_t b, int64_t c) {
@@ -93,6 +94,8 @@ df_status df_qwen35_state_create(const df_qwen35 *m, int64_t n_ctx, int64_t max_
     s->logit_rows = B < DF_QWEN35_MAX_LOGIT_ROWS ? B : DF_QWEN35_MAX_LOGIT_ROWS;
     ALLOC(s->logits, s->logit_rows * hp->n_vocab, sizeof(float));
     ALLOC(s->argmax, s->logit_rows, sizeof(int32_t));
+    st = df_graph_cache_create(be, &s->graphs);
+    if (st != DF_OK) goto fail;
     *out = s;
     return DF_OK;
 fail:
@@ -103,6 +106,7 @@ fail:
 void df_qwen35_state_free(df_qwen35_state *s) {
     if (!s) return;
     df_backend *be = s->m->be;
+    df_graph_cache_free(s->graphs);
     void (*bfree)(df_backend *, void *) = be->ops->free;
     if (s->kv)
         for (int64_t l = 0; l < s->m->hp.n_layer; l++) {

@@ -27,10 +27,12 @@
 
 #include "backend/backend.h"
 #include "base/rng.h"
+#include "common/oracle_drafter.h"
 #include "dflash.h"
 #include "engine/generate.h"
 #include "engine/spec.h"
 #include "format/gguf.h"
+#include "model/graph_cache.h"
 #include "model/qwen35.h"
 
 #define MAX_SEQ 128
@@ -344,39 +346,70 @@ static void check_verify_bitwise(df_backend *gpu, const char *name, const char *
     close_model(&mo);
 }
 
+/* ---- 3b. recorded forwards (CUDA graphs) == unrecorded, bit for bit ---- */
+
+/* The same steps on two states of one model, one recording and replaying its forwards, the
+ * other (DFLASH_GRAPHS=0 when it was created) running every op directly: a prefill, decode
+ * steps, and 16-token verifies with state captures and rewinds as speculative decoding does
+ * them. Every logits row must agree bit for bit, and the first state must have replayed. */
+static void check_graphs(df_backend *gpu, const char *name, const char *type) {
+    char path[1024], what[96];
+    snprintf(what, sizeof what, "graphs == direct %s %s", name, type);
+    if (convert(name, type, path, sizeof path)) {
+        row_msg(what, "", "dflash convert failed", false);
+        return;
+    }
+    model mo;
+    TRY_OR(open_model(path, gpu, &mo), what, "load", return);
+    const int P = 23, B = 16, STEPS = 40;
+    const size_t nv = (size_t)mo.m->hp.n_vocab;
+    int32_t ids[23 + 40 + 4 * 16];
+    df_rng rng;
+    df_rng_seed(&rng, 29);
+    for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) ids[i] = (int32_t)df_rng_below(&rng, (uint32_t)nv);
+    float *la = malloc((size_t)B * nv * sizeof(float)), *lb = malloc((size_t)B * nv * sizeof(float));
+    df_qwen35_state *s[2] = {NULL, NULL};
+    bool ok = true;
+    TRY_OR(df_qwen35_state_create(mo.m, 256, 32, DF_KV_F16, &s[0]), what, "state", ok = false);
+    setenv("DFLASH_GRAPHS", "0", 1);
+    if (ok) TRY_OR(df_qwen35_state_create(mo.m, 256, 32, DF_KV_F16, &s[1]), what, "state", ok = false);
+    unsetenv("DFLASH_GRAPHS");
+    long long diff = 0, compared = 0;
+    for (int k = 0; ok && k < 2; k++)
+        TRY_OR(df_qwen35_forward(s[k], ids, P, DF_LOGITS_LAST, NULL), what, "prefill", ok = false);
+    /* decode steps, then verifies that keep only part of their block (the rewind of n_past
+     * is what a rejected draft does; the GDN state is left as the forward made it: both
+     * states see the same sequence of operations, which is all this check needs) */
+    int at = P;
+    for (int step = 0; ok && step < STEPS + 4; step++) {
+        const int T = step < STEPS ? 1 : B;
+        const df_logits_mode mode = T == 1 ? DF_LOGITS_LAST : DF_LOGITS_ALL;
+        for (int k = 0; ok && k < 2; k++) {
+            TRY_OR(df_qwen35_forward(s[k], ids + at, T, mode, NULL), what, "forward", ok = false);
+            if (ok) TRY_OR(gpu->ops->download(gpu, k ? lb : la, s[k]->logits, (size_t)T * nv * sizeof(float)),
+                           what, "download", ok = false);
+            if (ok && T == B) s[k]->n_past -= B - 3 - step % 5;
+        }
+        for (size_t i = 0; ok && i < (size_t)T * nv; i++) diff += memcmp(&la[i], &lb[i], sizeof(float)) != 0;
+        compared += (long long)T * (long long)nv;
+        at += T == B ? 3 + step % 5 : 1;
+    }
+    const int64_t replayed = s[0] ? df_graph_cache_replays(s[0]->graphs) : 0;
+    const bool off = s[1] && !s[1]->graphs;
+    if (ok) {
+        char d[120];
+        snprintf(d, sizeof d, "%lld of %lld logits differ; %lld replayed", diff, compared, (long long)replayed);
+        row_msg(what, d, diff ? "DIFFER" : "bitwise", diff == 0 && off && replayed >= STEPS - 2);
+    }
+    for (int k = 0; k < 2; k++) df_qwen35_state_free(s[k]);
+    free(la);
+    free(lb);
+    close_model(&mo);
+}
+
 /* ---- 4. lossless with an oracle drafter ---- */
 
-typedef struct oracle {
-    const int32_t *seq;
-    int64_t n_seq, pos, step;
-    int32_t vocab;
-    int bonus_mismatch;
-} oracle;
-
-static df_status oracle_reset(void *self) {
-    oracle *o = self;
-    o->pos = 0;
-    o->step = 0;
-    return DF_OK;
-}
-
-static df_status oracle_append(void *self, float *const *features, int64_t n_rows) {
-    ((oracle *)self)->pos += n_rows;
-    return DF_OK;
-}
-
-/* Right for the first `accept` drafts, accept cycling 0..n: every rollback length occurs. */
-static df_status oracle_propose(void *self, int32_t bonus, int n, int32_t *out) {
-    oracle *o = self;
-    if (o->pos < o->n_seq && o->seq[o->pos] != bonus) o->bonus_mismatch++;
-    const int accept = (int)(o->step++ % (n + 1));
-    for (int i = 0; i < n; i++) {
-        const int64_t idx = o->pos + 1 + i;
-        const int32_t tok = idx < o->n_seq ? o->seq[idx] : 0;
-        out[i] = i < accept ? tok : (tok + 1) % o->vocab;
-    }
-    return DF_OK;
-}
+/* The oracle drafter: tests/common/oracle_drafter.c (shared with test_spec_lossless.c). */
 
 typedef struct collected {
     int32_t tok[MAX_TOK];
@@ -390,17 +423,16 @@ static int collect(void *user, int32_t token, const char *text, size_t len) {
 }
 
 /* Generates n_predict tokens (AR when o is NULL); probe: logits after one more token. */
-static df_status gen_run(model *mo, const int32_t *prompt, int n_prompt, int n_predict, oracle *o, int block,
+static df_status gen_run(model *mo, const int32_t *prompt, int n_prompt, int n_predict, test_oracle *o, int block,
                          df_state_type cap, collected *out, int64_t *n_past, float *probe) {
     df_qwen35_state *st;
     DF_TRY(df_qwen35_state_create(mo->m, 256, 32, DF_KV_F32, &st));
     df_spec *sp = NULL;
-    df_drafter d = {.self = o, .block_size = 16, .n_features = 1, .feature_layers = {0},
-                    .reset = oracle_reset, .append_context = oracle_append, .propose = oracle_propose};
+    df_drafter d = test_oracle_drafter(o);
     df_status rc = DF_OK;
     if (o) {
         rc = df_spec_create(st, &d, block, cap, &sp);
-        oracle_reset(o);
+        test_oracle_reset(o);
     }
     dflash_gen_params p = dflash_gen_default_params();
     p.n_predict = n_predict;
@@ -464,7 +496,8 @@ static void check_lossless(df_backend *gpu, const char *name, df_state_type cap)
         for (int li = 0; li < 3 && ok; li++) {
             TRY_OR(gen_run(&mo, prompt, n_prompt, lengths[li], NULL, 0, cap, &want, &np, NULL), what, "AR", ok = false; break);
             for (int block = 2; block <= 16 && ok; block *= 2) {
-                oracle o = {.seq = seq, .n_seq = n_seq, .vocab = (int32_t)nv};
+                test_oracle o;
+                test_oracle_init(&o, seq, n_seq, (int32_t)nv);
                 TRY_OR(gen_run(&mo, prompt, n_prompt, lengths[li], &o, block, cap, &got, &np, pg), what, "spec",
                        ok = false; break);
                 runs++;
@@ -562,6 +595,7 @@ int main(int argc, char **argv) {
     check_long_prefill(cpu, gpu, "tiny_a", "f32", 1e-4);
     check_long_prefill(cpu, gpu, "tiny_vh", "q8_0", 2e-2);
     for (int i = 0; i < 3; i++) check_verify_bitwise(gpu, fixtures[i], i == 1 ? "q8_0" : "f32");
+    for (int i = 0; i < 3; i++) check_graphs(gpu, fixtures[i], i == 2 ? "q8_0" : "f32");
     for (int i = 0; i < 3; i++) check_lossless(gpu, fixtures[i], DF_STATE_F32);
     check_lossless(gpu, "tiny_a", DF_STATE_F16);
     check_drafter("full2", 16);

@@ -92,6 +92,17 @@ static df_status cpu_memcpy(df_backend *be, void *dst, const void *src, size_t s
     return DF_OK;
 }
 
+static df_status cpu_copy_2d(df_backend *be, void *dst, size_t dst_pitch, const void *src, size_t src_pitch,
+                             size_t width, size_t rows) {
+    (void)be;
+    if (!rows || !width) return DF_OK;
+    if (!dst || !src || dst_pitch < width || src_pitch < width)
+        return df_fail(DF_ERR_INVALID, "copy_2d: NULL buffer or a pitch (%zu, %zu) below the width %zu", dst_pitch,
+                       src_pitch, width);
+    for (size_t r = 0; r < rows; r++) memmove((char *)dst + r * dst_pitch, (const char *)src + r * src_pitch, width);
+    return DF_OK;
+}
+
 static df_status cpu_bind_weight(df_backend *be, const df_weight *host, df_weight *out) {
     *out = *host;
     return DF_OK;
@@ -210,6 +221,28 @@ static df_status cpu_kv_write(df_backend *be, df_kv_cache *cache, const df_heads
     return df_cpu_kv_write(lane_of(be)->pool, cache, k_new, v_new, row0);
 }
 
+/* The CPU reads the position at once (its buffers are host memory) and splits the rows
+ * where the ring wraps. */
+static df_status cpu_kv_write_ring(df_backend *be, df_kv_cache *cache, const df_heads *k_new,
+                                   const df_heads *v_new, const int32_t *pos) {
+    if (!cache || !k_new || !v_new || !pos)
+        return df_fail(DF_ERR_INVALID, "kv_write_ring: cache, k_new, v_new or pos is NULL");
+    const int64_t n = k_new->n_tok;
+    if (pos[0] < 0 || cache->n_ctx <= 0 || n < 1 || n > cache->n_ctx || v_new->n_tok != n)
+        return df_fail(DF_ERR_INVALID, "kv_write_ring: %lld rows at position %d do not fit a ring of %lld rows",
+                       (long long)n, pos[0], (long long)cache->n_ctx);
+    const int64_t row = pos[0] % cache->n_ctx, n1 = n < cache->n_ctx - row ? n : cache->n_ctx - row;
+    df_heads k1 = *k_new, v1 = *v_new;
+    k1.n_tok = v1.n_tok = n1;
+    DF_TRY(cpu_kv_write(be, cache, &k1, &v1, row));
+    if (n1 == n) return DF_OK;
+    df_heads k2 = *k_new, v2 = *v_new;
+    k2.data += n1 * k_new->tok_stride;
+    v2.data += n1 * v_new->tok_stride;
+    k2.n_tok = v2.n_tok = n - n1;
+    return cpu_kv_write(be, cache, &k2, &v2, 0);
+}
+
 static df_status cpu_attention_window(df_backend *be, const df_window_attn_args *args) {
     return df_cpu_attention_window(lane_of(be)->pool, args);
 }
@@ -222,6 +255,7 @@ static const df_backend_ops cpu_ops = {
     .upload = cpu_memcpy,
     .download = cpu_memcpy,
     .copy = cpu_memcpy,
+    .copy_2d = cpu_copy_2d,
     .bind_weight = cpu_bind_weight,
     .unbind_weight = cpu_unbind_weight,
     .sync = cpu_sync,
@@ -242,6 +276,7 @@ static const df_backend_ops cpu_ops = {
     .state_to_f32 = cpu_state_to_f32,
     .argmax_rows = cpu_argmax_rows,
     .kv_write = cpu_kv_write,
+    .kv_write_ring = cpu_kv_write_ring,
     .attention_window = cpu_attention_window,
     .lane_create = cpu_lane_create,
     .lane_free = cpu_lane_free,

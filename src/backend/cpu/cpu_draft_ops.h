@@ -26,6 +26,10 @@ typedef struct df_cpu_window_attn_args {
                                      0: no window */
     float scale;                  /* 0 means 1 / sqrt(head_dim) */
     df_cpu_heads out;             /* [n_tok][n_head][head_dim]; must not overlap q */
+    /* Optional: the queries' positions in backend memory (pos[0] == q_pos0 and kv_end ==
+     * q_pos0 + n_tok). A backend that records work for replay reads them when it runs;
+     * others use q_pos0 / kv_end. */
+    const int32_t *pos;
 } df_cpu_window_attn_args;
 
 /* softmax(q K^T * scale) V per (token, head) over the visible positions

@@ -160,6 +160,10 @@ typedef struct df_cpu_attn_args {
     const df_cpu_heads *k_new, *v_new; /* NULL, or rows to write first (df_cpu_kv_write) */
     df_cpu_kv_cache *cache;
     int64_t pos0;            /* cache row of the first token */
+    /* Optional: the tokens' positions in backend memory (pos[0] == pos0). A backend that
+     * records work for replay (the CUDA graphs) reads the rows from here when the work runs,
+     * so one recording serves every step; others use pos0. */
+    const int32_t *pos;
     bool causal;             /* token i sees rows <= pos0 + i; else all rows < pos0 + n_tok */
     float scale;             /* 0 means 1 / sqrt(head_dim) */
     df_cpu_heads out;        /* [n_tok][n_head][head_dim]; must not overlap q or gate */

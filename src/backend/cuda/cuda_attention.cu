@@ -15,7 +15,13 @@
  * Batch invariance: the splits, the rows each warp visits and every merge order depend only
  * on the token's position range, so a token attends the same way in a decode step and inside
  * a verify. Calls of more than DF_CUDA_SMALL_BATCH tokens (prefill) use one split per token:
- * enough blocks already, and no scratch proportional to the prompt. */
+ * enough blocks already, and no scratch proportional to the prompt.
+ *
+ * Positions from a buffer: when the target's attention is given its tokens' positions in
+ * device memory (df_attn_args.pos), the kernels read the first position there, the KV write
+ * too, and the grid is sized for the longest range the cache can hold (blocks past a token's
+ * splits return at once). Nothing in the launch then depends on the step, so a CUDA graph
+ * recorded at one position replays at any other (cuda_graph.cu). */
 #include "backend/cuda/cuda_internal.h"
 
 /* Splits of at least ATTN_CHUNK_MIN positions, at most ATTN_MAX_SPLIT of them: a decode step
@@ -35,13 +41,15 @@ struct attn_params {
     float scale;
     int max_split;        /* 1: no splitting */
     float *part;          /* [n_tok][n_head][max_split][dim + 2] */
+    const int32_t *pos_dev; /* non-NULL: q_pos0 = pos_dev[0] (and kv_end = q_pos0 + n_tok) */
     int vec;              /* dim % E == 0: rows can be loaded E elements at a time */
 };
 
 __device__ __forceinline__ void pos_range(const attn_params &a, int t, long long *lo, long long *hi) {
-    const long long p = a.q_pos0 + t;
+    const long long p0 = a.pos_dev ? (long long)a.pos_dev[0] : a.q_pos0;
+    const long long p = p0 + t;
     *lo = a.window > 0 ? max(0LL, p - a.window + 1) : 0;
-    *hi = a.causal ? p + 1 : a.kv_end;
+    *hi = a.causal ? p + 1 : a.pos_dev ? p0 + a.q.n_tok : a.kv_end;
 }
 
 __host__ __device__ __forceinline__ long long split_chunk(long long len, int max_split) {
@@ -274,8 +282,8 @@ static df_status check_q_out(const char *op, const df_heads *q, const df_heads *
 
 /* Fills the kernel parameters and launches (plus the merge when a range needs splits). */
 static df_status run_attention(cu_backend *cb, const char *op, const df_heads *q, const df_heads *gate,
-                               const df_kv_cache *c, int64_t q_pos0, int64_t kv_end, bool causal,
-                               int64_t window, float scale, const df_heads *out) {
+                               const df_kv_cache *c, int64_t q_pos0, const int32_t *pos_dev, int64_t kv_end,
+                               bool causal, int64_t window, float scale, const df_heads *out) {
     attn_params a;
     memset(&a, 0, sizeof a);
     a.q = cu_heads_of(q);
@@ -299,10 +307,17 @@ static df_status run_attention(cu_backend *cb, const char *op, const df_heads *q
     const int E = elems_per_lane(c->head_dim);
     a.vec = c->head_dim % E == 0;
     a.max_split = q->n_tok <= DF_CUDA_SMALL_BATCH ? ATTN_MAX_SPLIT : 1;
+    a.pos_dev = pos_dev;
 
-    /* the most splits any token of the call needs: its longest range is the first or last */
+    /* the most splits any token of the call needs: its longest range is the first or last;
+     * with positions in a buffer, the longest range the cache holds */
     int grid_splits = 1;
-    for (int end = 0; end < 2; end++) {
+    if (pos_dev) {
+        /* a range of len rows has at most min(max_split, ceil(len / ATTN_CHUNK_MIN)) splits */
+        const int64_t most = (c->n_ctx + ATTN_CHUNK_MIN - 1) / ATTN_CHUNK_MIN;
+        grid_splits = (int)(most < a.max_split ? most : a.max_split);
+    }
+    for (int end = 0; end < 2 && !pos_dev; end++) {
         const int64_t p = q_pos0 + (end ? q->n_tok - 1 : 0);
         const int64_t lo = window > 0 ? (p - window + 1 > 0 ? p - window + 1 : 0) : 0;
         const int64_t len = (causal ? p + 1 : kv_end) - lo;
@@ -335,12 +350,16 @@ static df_status run_attention(cu_backend *cb, const char *op, const df_heads *q
 
 /* ---- writing rows ---- */
 
-__global__ void kv_write_kernel(void *kc, void *vc, int f16, cu_heads k, cu_heads v, long long row0, int n_kv_head) {
+/* Row of token t: (row0 + t) % ring, row0 read from row0_dev when given. A linear cache's
+ * rows never reach the ring's end (the host checks), so the modulo only wraps ring writes. */
+__global__ void kv_write_kernel(void *kc, void *vc, int f16, cu_heads k, cu_heads v, long long row0,
+                                const int32_t *row0_dev, long long ring, int n_kv_head) {
     const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (row0_dev) row0 = row0_dev[0];
     const int d = k.dim;
     if (i >= (long long)k.n_tok * k.n_head * d) return;
     const int e = (int)(i % d), h = (int)((i / d) % k.n_head), t = (int)(i / ((long long)d * k.n_head));
-    const long long off = ((row0 + t) * n_kv_head + h) * d + e;
+    const long long off = (((row0 + t) % ring) * n_kv_head + h) * d + e;
     const float kx = cu_head_ptr(k, t, h)[e], vx = cu_head_ptr(v, t, h)[e];
     if (f16) {
         ((__half *)kc)[off] = __float2half_rn(kx);
@@ -352,7 +371,7 @@ __global__ void kv_write_kernel(void *kc, void *vc, int f16, cu_heads k, cu_head
 }
 
 static df_status kv_write(cu_backend *cb, df_kv_cache *cache, const df_heads *k_new, const df_heads *v_new,
-                          int64_t row0) {
+                          int64_t row0, const int32_t *row0_dev) {
     DF_TRY(cu_check_heads("kv_write", "k_new", k_new));
     DF_TRY(cu_check_heads("kv_write", "v_new", v_new));
     if (k_new->n_head != cache->n_kv_head || k_new->dim != cache->head_dim || v_new->n_head != cache->n_kv_head ||
@@ -362,13 +381,14 @@ static df_status kv_write(cu_backend *cb, df_kv_cache *cache, const df_heads *k_
                        (long long)k_new->n_tok, (long long)k_new->n_head, (long long)k_new->dim,
                        (long long)v_new->n_tok, (long long)v_new->n_head, (long long)v_new->dim,
                        (long long)cache->n_kv_head, (long long)cache->head_dim);
-    if (row0 < 0 || row0 > cache->n_ctx - k_new->n_tok)
+    if (row0_dev ? k_new->n_tok > cache->n_ctx : (row0 < 0 || row0 > cache->n_ctx - k_new->n_tok))
         return df_fail(DF_ERR_INVALID, "kv_write: rows %lld..%lld do not fit a cache of %lld rows",
                        (long long)row0, (long long)(row0 + k_new->n_tok - 1), (long long)cache->n_ctx);
     DF_TRY(cu_enter(cb, "kv_write"));
     const int64_t n = k_new->n_tok * k_new->n_head * k_new->dim;
     kv_write_kernel<<<cu_blocks(n, 256), 256, 0, cb->stream>>>(cache->k, cache->v, cache->type == DF_KV_F16,
                                                                cu_heads_of(k_new), cu_heads_of(v_new), row0,
+                                                               row0_dev, (long long)cache->n_ctx,
                                                                (int)cache->n_kv_head);
     return cu_check_launch(cb, "kv_write");
 }
@@ -376,7 +396,14 @@ static df_status kv_write(cu_backend *cb, df_kv_cache *cache, const df_heads *k_
 df_status cu_kv_write(df_backend *be, df_kv_cache *cache, const df_heads *k_new, const df_heads *v_new,
                       int64_t row0) {
     DF_TRY(check_cache("kv_write", cache));
-    return kv_write(cu_impl(be), cache, k_new, v_new, row0);
+    return kv_write(cu_impl(be), cache, k_new, v_new, row0, NULL);
+}
+
+df_status cu_kv_write_ring(df_backend *be, df_kv_cache *cache, const df_heads *k_new, const df_heads *v_new,
+                           const int32_t *pos) {
+    DF_TRY(check_cache("kv_write_ring", cache));
+    if (!pos) return df_fail(DF_ERR_INVALID, "kv_write_ring: pos is NULL");
+    return kv_write(cu_impl(be), cache, k_new, v_new, 0, pos);
 }
 
 /* ---- the two ops ---- */
@@ -405,11 +432,15 @@ df_status cu_attention(df_backend *be, const df_attn_args *args) {
         if (a->k_new->n_tok != a->q.n_tok)
             return df_fail(DF_ERR_MISMATCH, "attention: %lld new K rows for %lld query tokens",
                            (long long)a->k_new->n_tok, (long long)a->q.n_tok);
-        DF_TRY(kv_write(cb, a->cache, a->k_new, a->v_new, a->pos0));
     }
+    /* Positions from the buffer only for the batch-invariant path (prefill keeps one split per
+     * token and is never recorded). The caller promises pos[0] == pos0 (device memory: not
+     * checked here; the host checks above hold for pos0). */
+    const int32_t *pos_dev = a->q.n_tok <= DF_CUDA_SMALL_BATCH ? a->pos : NULL;
+    if (a->k_new) DF_TRY(kv_write(cb, a->cache, a->k_new, a->v_new, a->pos0, pos_dev));
     /* Rows are positions here (a linear cache never wraps): the window form with no window. */
-    return run_attention(cb, op, &a->q, a->gate, kc, a->pos0, a->pos0 + a->q.n_tok, a->causal, 0, a->scale,
-                         &a->out);
+    return run_attention(cb, op, &a->q, a->gate, kc, a->pos0, pos_dev, a->pos0 + a->q.n_tok, a->causal, 0,
+                         a->scale, &a->out);
 }
 
 df_status cu_attention_window(df_backend *be, const df_window_attn_args *args) {
@@ -433,5 +464,9 @@ df_status cu_attention_window(df_backend *be, const df_window_attn_args *args) {
                        "rows written up to %lld holds only %lld..", op, (long long)a->q_pos0, (long long)lo,
                        (long long)c->n_ctx, (long long)a->kv_end, (long long)(a->kv_end - c->n_ctx));
     DF_TRY(cu_enter(cb, op));
-    return run_attention(cb, op, &a->q, NULL, c, a->q_pos0, a->kv_end, a->causal, a->window, a->scale, &a->out);
+    /* Positions from the buffer (the caller promises pos[0] == q_pos0, kv_end == q_pos0 +
+     * n_tok) on the batch-invariant path, as in cu_attention. */
+    const int32_t *pos_dev = a->q.n_tok <= DF_CUDA_SMALL_BATCH ? a->pos : NULL;
+    return run_attention(cb, op, &a->q, NULL, c, a->q_pos0, pos_dev, a->kv_end, a->causal, a->window, a->scale,
+                         &a->out);
 }

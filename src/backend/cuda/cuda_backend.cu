@@ -23,10 +23,12 @@ df_status cu_check_launch(cu_backend *cb, const char *op) {
     cb->last_op = op;
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) return cu_fail(e, op, "kernel launch");
+    if (cb->prof) cu_prof_end(cb, op);
     return DF_OK;
 }
 
 df_status cu_enter(cu_backend *cb, const char *op) {
+    if (cb->prof) cu_prof_begin(cb);
     /* A new host thread starts on device 0; only other devices need setting. */
     if (cb->device == 0) return DF_OK;
     int cur = -1;
@@ -54,6 +56,12 @@ df_status cu_check_heads(const char *op, const char *name, const df_heads *h) {
 
 static df_status grow(cu_backend *cb, void **buf, size_t *cur, size_t size, const char *op) {
     if (size <= *cur) return DF_OK;
+    /* Freeing inside a recording would break it, and the recording would keep the old
+     * address; the engine runs a shape once unrecorded first, so this means a bug. */
+    if (cb->capturing)
+        return df_fail(DF_ERR_INVALID, "cuda %s: scratch must grow to %zu bytes while a CUDA graph is "
+                       "being recorded", op, size);
+    cb->scratch_gen++;
     /* Work queued on the stream may still read the old buffer; cudaFree waits for it. */
     if (*buf) cudaFree(*buf);
     *buf = NULL;
@@ -93,6 +101,7 @@ static void cu_destroy(df_backend *be) {
     cu_backend *cb = cu_impl(be);
     cu_enter(cb, "destroy");
     cudaStreamSynchronize(cb->stream);
+    cu_prof_report(cb);
     if (cb->scratch) cudaFree(cb->scratch);
     if (cb->wscratch) cudaFree(cb->wscratch);
     if (cb->qscratch) cudaFree(cb->qscratch);
@@ -163,6 +172,21 @@ static df_status cu_copy(df_backend *be, void *dst, const void *src, size_t size
     cudaError_t e = cudaMemcpyAsync(dst, src, size, cudaMemcpyDeviceToDevice, cb->stream);
     if (e != cudaSuccess) return cu_fail(e, "copy", "cudaMemcpyAsync");
     cb->last_op = "copy";
+    return DF_OK;
+}
+
+static df_status cu_copy_2d(df_backend *be, void *dst, size_t dst_pitch, const void *src, size_t src_pitch,
+                            size_t width, size_t rows) {
+    cu_backend *cb = cu_impl(be);
+    if (!rows || !width) return DF_OK;
+    if (!dst || !src || dst_pitch < width || src_pitch < width)
+        return df_fail(DF_ERR_INVALID, "cuda copy_2d: NULL buffer or a pitch (%zu, %zu) below the width %zu",
+                       dst_pitch, src_pitch, width);
+    DF_TRY(cu_enter(cb, "copy_2d"));
+    cudaError_t e = cudaMemcpy2DAsync(dst, dst_pitch, src, src_pitch, width, rows, cudaMemcpyDeviceToDevice,
+                                      cb->stream);
+    if (e != cudaSuccess) return cu_fail(e, "copy_2d", "cudaMemcpy2DAsync");
+    cb->last_op = "copy_2d";
     return DF_OK;
 }
 
@@ -270,6 +294,7 @@ static const df_backend_ops cuda_ops = {
     /* .upload = */ cu_upload,
     /* .download = */ cu_download,
     /* .copy = */ cu_copy,
+    /* .copy_2d = */ cu_copy_2d,
     /* .bind_weight = */ cu_bind_weight,
     /* .unbind_weight = */ cu_unbind_weight,
     /* .sync = */ cu_sync,
@@ -293,11 +318,16 @@ static const df_backend_ops cuda_ops = {
     /* .state_to_f32 = */ cu_state_to_f32,
     /* .argmax_rows = */ cu_argmax_rows,
     /* .kv_write = */ cu_kv_write,
+    /* .kv_write_ring = */ cu_kv_write_ring,
     /* .attention_window = */ cu_attention_window,
     /* lanes: none yet (one stream; sessions on a GPU take turns) */
     /* .lane_create = */ NULL,
     /* .lane_free = */ NULL,
     /* .lane_bind = */ NULL,
+    /* .graph_begin = */ cu_graph_begin,
+    /* .graph_end = */ cu_graph_end,
+    /* .graph_launch = */ cu_graph_launch,
+    /* .graph_free = */ cu_graph_free,
 };
 
 extern "C" df_status df_backend_cuda_create(int device, df_backend **out) {
@@ -339,6 +369,7 @@ extern "C" df_status df_backend_cuda_create(int device, df_backend **out) {
         free(cb);
         return df_fail(DF_ERR_UNSUPPORTED, "cuda create: cuBLAS initialisation failed (%d)", (int)bs);
     }
+    cu_prof_init(cb);
     cb->base.ops = &cuda_ops;
     cb->base.impl = cb;
     *out = &cb->base;

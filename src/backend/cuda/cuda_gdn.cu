@@ -73,24 +73,44 @@ __global__ void gdn_recurrent_kernel(gdn_args a) {
             const float *k = &sk[tt][grp * GDN_ROWS];
             const float *q = &sq[tt][grp * GDN_ROWS];
 
-            float kv = 0.0f;
+            /* Four partial sums (row i goes to sum i % 4): a chain of 8 dependent FMAs instead
+             * of 32 on the token loop's critical path. */
+            float p0 = 0.0f, p1 = 0.0f, p2 = 0.0f, p3 = 0.0f;
 #pragma unroll
-            for (int i = 0; i < GDN_ROWS; i++)
-                if (i < rows) kv = fmaf(k[i], S[i], kv);
+            for (int i = 0; i < GDN_ROWS; i += 4) {
+                if (i < rows) p0 = fmaf(k[i], S[i], p0);
+                if (i + 1 < rows) p1 = fmaf(k[i + 1], S[i + 1], p1);
+                if (i + 2 < rows) p2 = fmaf(k[i + 2], S[i + 2], p2);
+                if (i + 3 < rows) p3 = fmaf(k[i + 3], S[i + 3], p3);
+            }
+            float kv = (p0 + p1) + (p2 + p3);
             red_kv[grp][lane] = kv;
             __syncthreads();
             kv = 0.0f;
             for (int g = 0; g < n_grp; g++) kv += red_kv[g][lane];
 
             const float delta = beta * (sv[tt][lane] - decay * kv);
-            float o = 0.0f;
+            float o0 = 0.0f, o1 = 0.0f, o2 = 0.0f, o3 = 0.0f;
 #pragma unroll
-            for (int i = 0; i < GDN_ROWS; i++) {
+            for (int i = 0; i < GDN_ROWS; i += 4) {
                 if (i < rows) {
                     S[i] = decay * S[i] + k[i] * delta;
-                    o = fmaf(q[i], S[i], o);
+                    o0 = fmaf(q[i], S[i], o0);
+                }
+                if (i + 1 < rows) {
+                    S[i + 1] = decay * S[i + 1] + k[i + 1] * delta;
+                    o1 = fmaf(q[i + 1], S[i + 1], o1);
+                }
+                if (i + 2 < rows) {
+                    S[i + 2] = decay * S[i + 2] + k[i + 2] * delta;
+                    o2 = fmaf(q[i + 2], S[i + 2], o2);
+                }
+                if (i + 3 < rows) {
+                    S[i + 3] = decay * S[i + 3] + k[i + 3] * delta;
+                    o3 = fmaf(q[i + 3], S[i + 3], o3);
                 }
             }
+            float o = (o0 + o1) + (o2 + o3);
             if (a.capture && live) {
                 const long long base = ((long long)t * nv + h) * hs + (long long)grp * GDN_ROWS * dv + col;
                 if (a.cap_f16) {

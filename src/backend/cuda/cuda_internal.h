@@ -53,6 +53,12 @@ typedef struct cu_backend {
     int up_last;               /* last permille (terminal) or tenth (log) printed */
     bool up_tty, up_active;
     char device_name[128];
+    /* CUDA graphs (cuda_graph.cu): a recording is under way on this backend's stream; the
+     * scratch generation counts reallocations of any scratch buffer, since a recording keeps
+     * the addresses it saw. */
+    bool capturing;
+    uint64_t scratch_gen;
+    struct cu_prof *prof;      /* DFLASH_CUDA_PROFILE=1 (cuda_profile.cu), else NULL */
 } cu_backend;
 
 static inline cu_backend *cu_impl(df_backend *be) { return (cu_backend *)be->impl; }
@@ -142,11 +148,26 @@ df_status cu_kv_write(df_backend *be, df_kv_cache *cache, const df_heads *k_new,
                       int64_t row0);
 df_status cu_attention(df_backend *be, const df_attn_args *args);
 df_status cu_attention_window(df_backend *be, const df_window_attn_args *args);
+df_status cu_kv_write_ring(df_backend *be, df_kv_cache *cache, const df_heads *k_new, const df_heads *v_new,
+                           const int32_t *pos);
 
 /* cuda_conv.cu */
 df_status cu_conv1d_silu(df_backend *be, const float *x, int64_t xs, int64_t n_tok, int64_t channels,
                          const float *w, int64_t kernel, float *state, float *out, int64_t os,
                          float *capture);
+
+/* cuda_profile.cu: per-op kernel times when DFLASH_CUDA_PROFILE=1 (no-ops otherwise) */
+typedef struct cu_prof cu_prof;
+void cu_prof_init(cu_backend *cb);
+void cu_prof_begin(cu_backend *cb);
+void cu_prof_end(cu_backend *cb, const char *op);
+void cu_prof_report(cu_backend *cb);
+
+/* cuda_graph.cu: the op table's graph hooks */
+df_status cu_graph_begin(df_backend *be);
+df_status cu_graph_end(df_backend *be, void **graph);
+df_status cu_graph_launch(df_backend *be, void *graph, bool *stale);
+void cu_graph_free(df_backend *be, void *graph);
 
 /* cuda_gdn.cu */
 df_status cu_gdn_gates(df_backend *be, const float *a, const float *b, const float *dt_bias,

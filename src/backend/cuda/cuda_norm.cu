@@ -1,45 +1,101 @@
-/* RMSNorm (plain, per head, gated) and the per-head L2 norm: one warp per row. Each lane sums
- * the squares of its elements in order, a fixed butterfly adds the lanes, and the reciprocal
- * root is taken in double as on the CPU (cpu_norm.c): s = (float)(1 / sqrt(ss / dim + eps)),
- * then y = x * s * w. A row's result depends on that row alone. */
+/* RMSNorm (plain, per head, gated) and the per-head L2 norm. A row belongs to a group of
+ * threads: a block of NORM_BLOCK threads for the model-wide rows (n_embd: thousands of
+ * elements; one warp walking 5120 elements was ~65 us, bound by one load round trip per
+ * element), a warp for head rows (<= 256 elements). Each thread sums the squares of its
+ * elements in a fixed order, a fixed butterfly adds the lanes and the warps add in warp
+ * order, and the reciprocal root is taken in double as on the CPU (cpu_norm.c):
+ * s = (float)(1 / sqrt(ss / dim + eps)), then y = x * s * w. A row's result depends on that
+ * row alone, whatever the number of rows. y may equal x: each thread loads the elements it
+ * writes before writing them. */
 #include "backend/cuda/cuda_internal.h"
 
-enum { NORM_WARPS = 4 };
+enum { NORM_WARPS = 4, NORM_BLOCK = 256, NORM_UNROLL = 4 };
 
-/* The scale of one row (all lanes get the same value). mean: divide the sum by dim. */
-__device__ __forceinline__ float row_scale(const float *x, int dim, float eps, bool mean) {
-    const int lane = threadIdx.x % 32;
-    /* four partial sums per lane: shorter dependency chains for long rows */
-    float s4[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    int k = 0;
-    for (int i = lane; i < dim; i += 32, k = (k + 1) & 3) s4[k] = fmaf(x[i], x[i], s4[k]);
-    float ss = (s4[0] + s4[1]) + (s4[2] + s4[3]);
-    ss = cu_warp_sum(ss);
-    ss = __shfl_sync(0xffffffffu, ss, 0); /* lane 0's order, for every lane */
+/* The sum of squares of this thread's elements i = first, first + step, ... (< dim), in
+ * NORM_UNROLL partial sums (element first + j step goes to sum j % NORM_UNROLL), so that
+ * NORM_UNROLL loads are in flight at a time. */
+__device__ __forceinline__ float partial_squares(const float *x, int dim, int first, int step) {
+    float s[NORM_UNROLL] = {0.0f, 0.0f, 0.0f, 0.0f};
+    int i = first;
+    for (; i + (NORM_UNROLL - 1) * step < dim; i += NORM_UNROLL * step) {
+        float v[NORM_UNROLL];
+#pragma unroll
+        for (int u = 0; u < NORM_UNROLL; u++) v[u] = x[i + u * step];
+#pragma unroll
+        for (int u = 0; u < NORM_UNROLL; u++) s[u] = fmaf(v[u], v[u], s[u]);
+    }
+#pragma unroll
+    for (int u = 0; u < NORM_UNROLL - 1; u++)
+        if (i + u * step < dim) s[u] = fmaf(x[i + u * step], x[i + u * step], s[u]);
+    return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+__device__ __forceinline__ float scale_of(float ss, int dim, float eps, bool mean) {
     double m = (double)ss;
     if (mean) m /= (double)dim;
     return (float)(1.0 / sqrt(m + (double)eps));
 }
 
-/* mode 0: y = x * s * w (w may be NULL); mode 1: the gated form, y = x * s * w * silu(z). */
+/* The scale of a row owned by one warp (all lanes get the same value). */
+__device__ __forceinline__ float row_scale(const float *x, int dim, float eps, bool mean) {
+    float ss = cu_warp_sum(partial_squares(x, dim, threadIdx.x % 32, 32));
+    ss = __shfl_sync(0xffffffffu, ss, 0); /* lane 0's order, for every lane */
+    return scale_of(ss, dim, eps, mean);
+}
+
+/* y[i] = x[i] * s * w[i] (* silu(z[i]) when z) for this thread's elements, NORM_UNROLL
+ * loads in flight. */
+__device__ __forceinline__ void scale_row(const float *x, const float *z, const float *w, float *y, float s,
+                                          int dim, int first, int step) {
+    int i = first;
+    for (; i + (NORM_UNROLL - 1) * step < dim; i += NORM_UNROLL * step) {
+        float v[NORM_UNROLL], wv[NORM_UNROLL], zv[NORM_UNROLL];
+#pragma unroll
+        for (int u = 0; u < NORM_UNROLL; u++) {
+            v[u] = x[i + u * step];
+            wv[u] = w ? w[i + u * step] : 1.0f;
+            zv[u] = z ? z[i + u * step] : 0.0f;
+        }
+#pragma unroll
+        for (int u = 0; u < NORM_UNROLL; u++) {
+            const float r = w ? v[u] * s * wv[u] : v[u] * s;
+            y[i + u * step] = z ? r * cu_silu(zv[u]) : r;
+        }
+    }
+    for (; i < dim; i += step) {
+        const float r = w ? x[i] * s * w[i] : x[i] * s;
+        y[i] = z ? r * cu_silu(z[i]) : r;
+    }
+}
+
+/* One block per row (model-wide rows). z: the gated form (else NULL). */
+__global__ void __launch_bounds__(NORM_BLOCK) rmsnorm_block_kernel(const float *x, long long xs, const float *z,
+                                                                   long long zs, float *y, long long ys, int dim,
+                                                                   const float *w, float eps) {
+    __shared__ float part[NORM_BLOCK / 32];
+    __shared__ float scale;
+    const long long row = blockIdx.x;
+    const float *xr = x + row * xs;
+    const float ss = cu_warp_sum(partial_squares(xr, dim, threadIdx.x, NORM_BLOCK));
+    if (threadIdx.x % 32 == 0) part[threadIdx.x / 32] = ss;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        float t = 0.0f;
+        for (int k = 0; k < NORM_BLOCK / 32; k++) t += part[k];
+        scale = scale_of(t, dim, eps, true);
+    }
+    __syncthreads();
+    scale_row(xr, z ? z + row * zs : NULL, w, y + row * ys, scale, dim, threadIdx.x, NORM_BLOCK);
+}
+
+/* One warp per row (short rows: the gated norm's rows are head_v_dim long). */
 __global__ void rmsnorm_rows_kernel(const float *x, long long xs, const float *z, long long zs, float *y,
                                     long long ys, int n_rows, int dim, const float *w, float eps, int gated) {
     const int row = blockIdx.x * NORM_WARPS + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= n_rows) return;
     const float *xr = x + (long long)row * xs;
-    float *yr = y + (long long)row * ys;
     const float s = row_scale(xr, dim, eps, true);
-    /* every lane has read its elements of x before any writes y (y may equal x) */
-    __syncwarp();
-    if (gated) {
-        const float *zr = z + (long long)row * zs;
-        for (int i = lane; i < dim; i += 32) {
-            const float v = w ? xr[i] * s * w[i] : xr[i] * s;
-            yr[i] = v * cu_silu(zr[i]);
-        }
-    } else {
-        for (int i = lane; i < dim; i += 32) yr[i] = w ? xr[i] * s * w[i] : xr[i] * s;
-    }
+    scale_row(xr, gated ? z + (long long)row * zs : NULL, w, y + (long long)row * ys, s, dim, lane, 32);
 }
 
 /* In place over a heads view: RMSNorm with a shared weight, or the L2 norm (sum, no weight). */
@@ -48,8 +104,7 @@ __global__ void norm_heads_kernel(cu_heads h, const float *w, float eps, int l2)
     if (item >= h.n_tok * h.n_head) return;
     float *row = cu_head_ptr(h, item / h.n_head, item % h.n_head);
     const float s = row_scale(row, h.dim, eps, !l2);
-    __syncwarp();
-    for (int i = lane; i < h.dim; i += 32) row[i] = (!l2 && w) ? row[i] * s * w[i] : row[i] * s;
+    scale_row(row, NULL, l2 ? NULL : w, row, s, h.dim, lane, 32);
 }
 
 static df_status check_rows(const char *op, const void *x, int64_t xs, const void *y, int64_t ys,
@@ -70,8 +125,12 @@ df_status cu_rmsnorm(df_backend *be, const float *x, int64_t xs, float *y, int64
     cu_backend *cb = cu_impl(be);
     DF_TRY(check_rows("rmsnorm", x, xs, y, ys, n_rows, dim, eps));
     DF_TRY(cu_enter(cb, "rmsnorm"));
-    rmsnorm_rows_kernel<<<cu_blocks(n_rows, NORM_WARPS), NORM_WARPS * 32, 0, cb->stream>>>(
-        x, xs, NULL, 0, y, ys, (int)n_rows, (int)dim, w, eps, 0);
+    if (dim > 512)
+        rmsnorm_block_kernel<<<(unsigned)n_rows, NORM_BLOCK, 0, cb->stream>>>(x, xs, NULL, 0, y, ys, (int)dim, w,
+                                                                               eps);
+    else
+        rmsnorm_rows_kernel<<<cu_blocks(n_rows, NORM_WARPS), NORM_WARPS * 32, 0, cb->stream>>>(
+            x, xs, NULL, 0, y, ys, (int)n_rows, (int)dim, w, eps, 0);
     return cu_check_launch(cb, "rmsnorm");
 }
 
@@ -84,8 +143,11 @@ df_status cu_rmsnorm_gated(df_backend *be, const float *x, int64_t xs, const flo
         return df_fail(DF_ERR_INVALID, "rmsnorm_gated: z stride %lld is smaller than dim %lld",
                        (long long)zs, (long long)dim);
     DF_TRY(cu_enter(cb, "rmsnorm_gated"));
-    rmsnorm_rows_kernel<<<cu_blocks(n_rows, NORM_WARPS), NORM_WARPS * 32, 0, cb->stream>>>(
-        x, xs, z, zs, y, ys, (int)n_rows, (int)dim, w, eps, 1);
+    if (dim > 512)
+        rmsnorm_block_kernel<<<(unsigned)n_rows, NORM_BLOCK, 0, cb->stream>>>(x, xs, z, zs, y, ys, (int)dim, w, eps);
+    else
+        rmsnorm_rows_kernel<<<cu_blocks(n_rows, NORM_WARPS), NORM_WARPS * 32, 0, cb->stream>>>(
+            x, xs, z, zs, y, ys, (int)n_rows, (int)dim, w, eps, 1);
     return cu_check_launch(cb, "rmsnorm_gated");
 }
 
