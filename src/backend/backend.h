@@ -35,6 +35,10 @@ typedef struct df_weight {
     const void *data;   /* backend memory */
     size_t size;        /* bytes */
     const char *name;   /* the GGUF tensor name, for messages */
+    /* The backend's own extra data for this weight, set by bind_weight and released by
+     * unbind_weight (the CPU: a copy repacked for its fastest kernel); NULL when none.
+     * Copies of a bound weight share it; unbind exactly one of them. */
+    void *impl;
 } df_weight;
 
 typedef struct df_backend df_backend;
@@ -125,6 +129,12 @@ typedef struct df_backend_ops {
     df_status (*graph_end)(df_backend *be, void **graph);
     df_status (*graph_launch)(df_backend *be, void *graph, bool *stale);
     void (*graph_free)(df_backend *be, void *graph);
+    /* Optional (NULL: call matmul once per weight): y[i] = x W[i]^T for n <= 8 weights that
+     * read the same x (the q/k/v or gate/up projections of a layer; every W[i]->ne[0] is the
+     * row length of x). Each y[i] is bitwise what matmul gives for W[i] alone; the CPU
+     * converts x once and shares all the matrices' rows out in one parallel pass. */
+    df_status (*matmul_many)(df_backend *be, const float *x, int64_t n_tok, int n,
+                             const df_weight *const *w, float *const *y);
 } df_backend_ops;
 
 struct df_backend {

@@ -29,24 +29,28 @@ bool df_cpu_has_avx512_vnni(void) { return false; }
 #endif
 
 static const df_mdot k_q8_0[DF_MDOT_ISA_COUNT] = {
-    {df_mdot_q8_0_avx2, df_mdot_quant_q8s_avx2, df_mdot_act_bytes_q8s},
-    {df_mdot_q8_0_avx512, df_mdot_quant_q8m_avx2, df_mdot_act_bytes_q8m},
+    {.dot = df_mdot_q8_0_avx2, .quantize = df_mdot_quant_q8s_avx2, .act_bytes = df_mdot_act_bytes_q8s},
+    {.dot = df_mdot_q8_0_avx512, .quantize = df_mdot_quant_q8m_avx512, .act_bytes = df_mdot_act_bytes_q8m,
+     .packed_bytes = df_mdot_q8_0_packed_bytes, .pack = df_mdot_q8_0_pack, .dot_packed = df_mdot_q8_0_packed_avx512},
 };
 static const df_mdot k_q4_0[DF_MDOT_ISA_COUNT] = {
-    {df_mdot_q4_0_avx2, df_mdot_quant_q8s_avx2, df_mdot_act_bytes_q8s},
-    {df_mdot_q4_0_avx512, df_mdot_quant_q4m_avx2, df_mdot_act_bytes_q4m},
+    {.dot = df_mdot_q4_0_avx2, .quantize = df_mdot_quant_q8s_avx2, .act_bytes = df_mdot_act_bytes_q8s},
+    {.dot = df_mdot_q4_0_avx512, .quantize = df_mdot_quant_q4m_avx2, .act_bytes = df_mdot_act_bytes_q4m},
 };
 static const df_mdot k_q4_K[DF_MDOT_ISA_COUNT] = {
-    {df_mdot_q4_K_avx2, df_mdot_quant_q8ks_avx2, df_mdot_act_bytes_q8ks},
-    {df_mdot_q4_K_avx512, df_mdot_quant_q8ks_avx2, df_mdot_act_bytes_q8ks},
+    {.dot = df_mdot_q4_K_avx2, .quantize = df_mdot_quant_q8ks_avx2, .act_bytes = df_mdot_act_bytes_q8ks},
+    {.dot = df_mdot_q4_K_avx512, .quantize = df_mdot_quant_q8ks_avx2, .act_bytes = df_mdot_act_bytes_q8ks,
+     .packed_bytes = df_mdot_q4_K_packed_bytes, .pack = df_mdot_q4_K_pack, .dot_packed = df_mdot_q4_K_packed_avx512},
 };
 static const df_mdot k_q5_K[DF_MDOT_ISA_COUNT] = {
-    {df_mdot_q5_K_avx2, df_mdot_quant_q8ks_avx2, df_mdot_act_bytes_q8ks},
-    {df_mdot_q5_K_avx512, df_mdot_quant_q8ks_avx2, df_mdot_act_bytes_q8ks},
+    {.dot = df_mdot_q5_K_avx2, .quantize = df_mdot_quant_q8ks_avx2, .act_bytes = df_mdot_act_bytes_q8ks},
+    {.dot = df_mdot_q5_K_avx512, .quantize = df_mdot_quant_q8ks_avx2, .act_bytes = df_mdot_act_bytes_q8ks,
+     .packed_bytes = df_mdot_q5_K_packed_bytes, .pack = df_mdot_q5_K_pack, .dot_packed = df_mdot_q5_K_packed_avx512},
 };
 static const df_mdot k_q6_K[DF_MDOT_ISA_COUNT] = {
-    {df_mdot_q6_K_avx2, df_mdot_quant_q8ks_avx2, df_mdot_act_bytes_q8ks},
-    {df_mdot_q6_K_avx512, df_mdot_quant_q8ks_avx2, df_mdot_act_bytes_q8ks},
+    {.dot = df_mdot_q6_K_avx2, .quantize = df_mdot_quant_q8ks_avx2, .act_bytes = df_mdot_act_bytes_q8ks},
+    {.dot = df_mdot_q6_K_avx512, .quantize = df_mdot_quant_q8ks_avx2, .act_bytes = df_mdot_act_bytes_q8ks,
+     .packed_bytes = df_mdot_q6_K_packed_bytes, .pack = df_mdot_q6_K_pack, .dot_packed = df_mdot_q6_K_packed_avx512},
 };
 
 static const df_mdot *kernels_of(df_type t) {

@@ -53,6 +53,20 @@ typedef struct df_mdot {
     /* bytes of one quantized column of n elements, or false when n is not a whole number
      * of blocks or the size overflows */
     bool (*act_bytes)(int64_t n, size_t *out);
+    /* Packed weights (optional: NULL where the kernel has none). A matrix that is used many
+     * times can be rearranged once into a layout the kernel reads faster; dot_packed over
+     * the packed copy gives bitwise the results of dot over the original.
+     * packed_bytes: whether a matrix of n_rows rows of n elements, w_stride bytes apart, can
+     *   be packed, and the sizes: rows are packed in tiles of 16 (*tile_bytes each, the
+     *   last one padded) and *total bytes in all.
+     * pack: writes tiles tile0 .. tile0 + n_tiles - 1 of the packed copy of w into out (the
+     *   whole copy's buffer); separate tile ranges may be packed by separate threads.
+     * dot_packed: dot's contract, with w the tile that holds the first row (so the first
+     *   row must be a multiple of 16) and w_stride the tile size. */
+    bool (*packed_bytes)(int64_t n_rows, int64_t n, size_t w_stride, size_t *tile_bytes, size_t *total);
+    void (*pack)(const void *w, size_t w_stride, int64_t n_rows, int64_t n, int64_t tile0, int64_t n_tiles,
+                 void *out);
+    df_mdot_fn dot_packed;
 } df_mdot;
 
 /* The kernel for weights of type t at the given ISA, or NULL when there is none (other
@@ -102,6 +116,8 @@ void df_mdot_quant_q8s_avx2(const float *x, void *a, int64_t n);
 void df_mdot_quant_q8m_avx2(const float *x, void *a, int64_t n);
 void df_mdot_quant_q4m_avx2(const float *x, void *a, int64_t n);
 void df_mdot_quant_q8ks_avx2(const float *x, void *a, int64_t n);
+/* mdot_act_avx512.c: the Q8M layout again, faster; valid only where AVX-512 F/BW/VL is. */
+void df_mdot_quant_q8m_avx512(const float *x, void *a, int64_t n);
 
 /* mdot_avx2.c / mdot_avx512.c: the kernels (valid only where the ISA is supported). */
 #define DF_MDOT_DECLARE(name)                                                                     \
@@ -118,6 +134,22 @@ DF_MDOT_DECLARE(df_mdot_q4_K_avx512);
 DF_MDOT_DECLARE(df_mdot_q5_K_avx512);
 DF_MDOT_DECLARE(df_mdot_q6_K_avx512);
 bool df_cpu_has_avx512_vnni(void);
+
+/* mdot_packed_avx512.c: Q8_0 packed for the AVX-512 kernel (layout described there). */
+bool df_mdot_q8_0_packed_bytes(int64_t n_rows, int64_t n, size_t w_stride, size_t *tile_bytes, size_t *total);
+void df_mdot_q8_0_pack(const void *w, size_t w_stride, int64_t n_rows, int64_t n, int64_t tile0, int64_t n_tiles,
+                       void *out);
+DF_MDOT_DECLARE(df_mdot_q8_0_packed_avx512);
+/* mdot_avx512.c: Q4_K, Q5_K and Q6_K packed for their AVX-512 kernels (layout described there). */
+#define DF_MDOT_DECLARE_PACKED(name)                                                                      \
+    bool df_mdot_##name##_packed_bytes(int64_t n_rows, int64_t n, size_t w_stride, size_t *tile_bytes,   \
+                                       size_t *total);                                                  \
+    void df_mdot_##name##_pack(const void *w, size_t w_stride, int64_t n_rows, int64_t n, int64_t tile0, \
+                               int64_t n_tiles, void *out);                                             \
+    DF_MDOT_DECLARE(df_mdot_##name##_packed_avx512)
+DF_MDOT_DECLARE_PACKED(q4_K);
+DF_MDOT_DECLARE_PACKED(q5_K);
+DF_MDOT_DECLARE_PACKED(q6_K);
 
 #ifdef __cplusplus
 }

@@ -109,7 +109,7 @@ static void attend_one(const attn_ctx *c, const df_cpu_kernels *K, int64_t t, in
     K->scale_f32(o, 1.0f / l, d);
     if (a->gate) {
         const float *g = df_head_ptr(a->gate, t, h);
-        for (int64_t i = 0; i < d; i++) o[i] *= df_sigmoidf(g[i]);
+        K->sigmoid_mul_f32(o, g, o, d);
     }
 }
 

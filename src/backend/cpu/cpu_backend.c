@@ -103,12 +103,22 @@ static df_status cpu_copy_2d(df_backend *be, void *dst, size_t dst_pitch, const 
     return DF_OK;
 }
 
+/* Zero-copy: the op reads the host bytes (the mmapped GGUF) in place. Matrices the fastest
+ * matmul kernel reads faster repacked also get a packed copy (cpu_pack.c), in impl. */
 static df_status cpu_bind_weight(df_backend *be, const df_weight *host, df_weight *out) {
     *out = *host;
+    out->impl = NULL;
+    if (host->ne[1] > 1 && host->ne[2] == 1 && host->ne[3] == 1)
+        out->impl = df_cpu_pack_weight(((cpu_backend *)be->impl)->main.pool, host->type, host->data,
+                                       host->ne[0], host->ne[1]);
     return DF_OK;
 }
 
-static void cpu_unbind_weight(df_backend *be, df_weight *w) { w->data = NULL; }
+static void cpu_unbind_weight(df_backend *be, df_weight *w) {
+    df_cpu_packed_free(w->impl);
+    w->impl = NULL;
+    w->data = NULL;
+}
 
 static df_status cpu_sync(df_backend *be) { return DF_OK; }
 
@@ -133,9 +143,29 @@ static df_status cpu_matmul(df_backend *be, const float *x, int64_t n_tok, const
                             float *y) {
     cpu_lane *ln = lane_of(be);
     DF_TRY(scratch_reserve(ln, df_cpu_matmul_scratch_size(w->type, n_tok, w->ne[0])));
-    df_status st = df_cpu_matmul(ln->pool, x, n_tok, w->ne[0], w->data, w->type, w->ne[1], y,
-                                 ln->scratch, ln->scratch_size);
+    const df_cpu_matmul_out o = {.w = w->data, .wtype = w->type, .n_out = w->ne[1], .y = y, .packed = w->impl};
+    df_status st = df_cpu_matmul_many(ln->pool, x, n_tok, w->ne[0], &o, 1, ln->scratch, ln->scratch_size);
     if (st != DF_OK && w->name) return df_fail_context(st, "%s", w->name);
+    return st;
+}
+
+static df_status cpu_matmul_many(df_backend *be, const float *x, int64_t n_tok, int n,
+                                 const df_weight *const *w, float *const *y) {
+    if (n < 1 || n > DF_CPU_MATMUL_MANY_MAX)
+        return df_fail(DF_ERR_INVALID, "matmul_many: %d weights (1..%d)", n, DF_CPU_MATMUL_MANY_MAX);
+    df_cpu_matmul_out outs[DF_CPU_MATMUL_MANY_MAX];
+    for (int i = 0; i < n; i++) {
+        if (w[i]->ne[0] != w[0]->ne[0])
+            return df_fail(DF_ERR_MISMATCH, "matmul_many: %s has rows of %lld, %s of %lld",
+                           w[i]->name ? w[i]->name : "a weight", (long long)w[i]->ne[0],
+                           w[0]->name ? w[0]->name : "the first", (long long)w[0]->ne[0]);
+        outs[i] = (df_cpu_matmul_out){.w = w[i]->data, .wtype = w[i]->type, .n_out = w[i]->ne[1], .y = y[i],
+                                      .packed = w[i]->impl};
+    }
+    cpu_lane *ln = lane_of(be);
+    DF_TRY(scratch_reserve(ln, df_cpu_matmul_many_scratch_size(outs, n, n_tok, w[0]->ne[0])));
+    df_status st = df_cpu_matmul_many(ln->pool, x, n_tok, w[0]->ne[0], outs, n, ln->scratch, ln->scratch_size);
+    if (st != DF_OK && w[0]->name) return df_fail_context(st, "%s", w[0]->name);
     return st;
 }
 
@@ -208,10 +238,13 @@ static df_status cpu_state_to_f32(df_backend *be, float *dst, const void *src, d
 
 static df_status cpu_argmax_rows(df_backend *be, const float *x, int64_t n_rows, int64_t n,
                                  int64_t stride, int32_t *out) {
-    for (int64_t r = 0; r < n_rows; r++) {
-        int64_t best;
-        DF_TRY(df_cpu_argmax(x + r * stride, n, &best));
-        out[r] = (int32_t)best;
+    /* the rows of a verify's logits shared out between the lane's threads */
+    enum { CHUNK = 64 };
+    int64_t best[CHUNK];
+    for (int64_t r0 = 0; r0 < n_rows; r0 += CHUNK) {
+        const int64_t m = n_rows - r0 < CHUNK ? n_rows - r0 : CHUNK;
+        DF_TRY(df_cpu_argmax_rows(lane_of(be)->pool, x + r0 * stride, m, n, stride, best));
+        for (int64_t r = 0; r < m; r++) out[r0 + r] = (int32_t)best[r];
     }
     return DF_OK;
 }
@@ -281,6 +314,7 @@ static const df_backend_ops cpu_ops = {
     .lane_create = cpu_lane_create,
     .lane_free = cpu_lane_free,
     .lane_bind = cpu_lane_bind,
+    .matmul_many = cpu_matmul_many,
 };
 
 df_status df_backend_cpu_create(int n_threads, df_backend **out) {

@@ -5,6 +5,8 @@
  * K-1+i for i < 0, so the state is simply the K-1 inputs that precede the batch. Channels are
  * independent: each task takes a contiguous range of channels and owns those columns of the
  * state, which it rewrites only after its last token has read them. */
+#include <string.h>
+
 #include "backend/cpu/cpu_internal.h"
 
 typedef struct {
@@ -13,38 +15,43 @@ typedef struct {
     int64_t x_stride, out_stride, n_tok, channels, kernel;
 } conv_ctx;
 
-static inline float conv_in(const conv_ctx *c, int64_t i, int64_t ch) {
-    return i >= 0 ? c->x[i * c->x_stride + ch] : c->state[(c->kernel - 1 + i) * c->channels + ch];
+/* The row of input i (relative to the first new token), from channel 0. */
+static inline const float *conv_row(const conv_ctx *c, int64_t i) {
+    return i >= 0 ? c->x + i * c->x_stride : c->state + (c->kernel - 1 + i) * c->channels;
 }
 
 static void conv_task(void *p, int task, int n_tasks) {
     const conv_ctx *c = p;
-    const int64_t K = c->kernel, C = c->channels, keep = K - 1;
+    const df_cpu_kernels *K = df_cpu_kernels_get();
+    const int64_t Kn = c->kernel, C = c->channels, keep = Kn - 1;
     int64_t lo, hi;
     df_cpu_task_range(C, task, n_tasks, &lo, &hi);
-    enum { CB = 64 }; /* channels per pass: keeps the strided x reads to whole cache lines */
+    /* channels per pass: keeps the strided x reads to whole cache lines, and the taps of a
+     * pass, transposed to [tap][channel] so that every loop below runs along channels */
+    enum { CB = 64 };
+    float wt[64 * CB], acc[CB];
     for (int64_t c0 = lo; c0 < hi; c0 += CB) {
-        const int64_t c1 = hi - c0 < CB ? hi : c0 + CB;
+        const int64_t nb = hi - c0 < CB ? hi - c0 : CB;
+        for (int64_t j = 0; j < Kn; j++)
+            for (int64_t i = 0; i < nb; i++) wt[j * CB + i] = c->w[(c0 + i) * Kn + j];
         for (int64_t t = 0; t < c->n_tok; t++) {
-            float *o = c->out + t * c->out_stride;
-            for (int64_t ch = c0; ch < c1; ch++) {
-                const float *w = c->w + ch * K;
-                float s = 0.0f;
-                for (int64_t j = 0; j < K; j++) s += w[j] * conv_in(c, t - keep + j, ch);
-                o[ch] = df_siluf(s);
+            for (int64_t i = 0; i < nb; i++) acc[i] = 0.0f;
+            for (int64_t j = 0; j < Kn; j++) {
+                const float *in = conv_row(c, t - keep + j) + c0, *wj = wt + j * CB;
+                for (int64_t i = 0; i < nb; i++) acc[i] += wj[i] * in[i];
             }
+            K->silu_mul_f32(c->out + t * c->out_stride + c0, acc, NULL, nb);
             if (c->capture) {
                 float *cap = c->capture + t * keep * C;
                 for (int64_t r = 0; r < keep; r++)
-                    for (int64_t ch = c0; ch < c1; ch++) cap[r * C + ch] = conv_in(c, t - keep + 1 + r, ch);
+                    memcpy(cap + r * C + c0, conv_row(c, t - keep + 1 + r) + c0, (size_t)nb * sizeof(float));
             }
         }
         /* new state: the last K-1 inputs. Row r comes from input n_tok-keep+r, which is either
          * a new token or an older state row r' = r + n_tok > r: reading rows upward never
          * reads a row this loop has already overwritten. */
         for (int64_t r = 0; r < keep; r++)
-            for (int64_t ch = c0; ch < c1; ch++)
-                c->state[r * C + ch] = conv_in(c, c->n_tok - keep + r, ch);
+            memmove(c->state + r * C + c0, conv_row(c, c->n_tok - keep + r) + c0, (size_t)nb * sizeof(float));
     }
 }
 

@@ -31,13 +31,13 @@ static void ew_task(void *p, int task, int n_tasks) {
         for (int64_t i = lo; i < hi; i++) y[i] = a[i] + b[i];
         break;
     case EW_SILU:
-        for (int64_t i = lo; i < hi; i++) y[i] = df_siluf(a[i]);
+        df_cpu_kernels_get()->silu_mul_f32(y + lo, a + lo, NULL, hi - lo);
         break;
     case EW_SWIGLU:
-        for (int64_t i = lo; i < hi; i++) y[i] = df_siluf(a[i]) * b[i];
+        df_cpu_kernels_get()->silu_mul_f32(y + lo, a + lo, b + lo, hi - lo);
         break;
     case EW_SIGMOID:
-        for (int64_t i = lo; i < hi; i++) y[i] = df_sigmoidf(a[i]);
+        df_cpu_kernels_get()->sigmoid_mul_f32(y + lo, a + lo, NULL, hi - lo);
         break;
     case EW_SOFTPLUS:
         for (int64_t i = lo; i < hi; i++) y[i] = softplusf(a[i]);
@@ -122,19 +122,7 @@ df_status df_cpu_softmax_rows(df_pool *pool, float *x, int64_t n_rows, int64_t n
 
 /* ---- argmax ---- */
 
-static int64_t argmax_row(const float *x, int64_t n) {
-    int64_t best = -1;
-    float bv = 0.0f;
-    for (int64_t i = 0; i < n; i++) {
-        const float v = x[i];
-        if (v != v) continue; /* NaN */
-        if (best < 0 || v > bv) {
-            best = i;
-            bv = v;
-        }
-    }
-    return best;
-}
+static int64_t argmax_row(const float *x, int64_t n) { return df_cpu_kernels_get()->argmax_f32(x, n); }
 
 df_status df_cpu_argmax(const float *x, int64_t n, int64_t *out) {
     if (!x || !out) return df_fail(DF_ERR_INVALID, "argmax: x or out is NULL");

@@ -9,8 +9,9 @@
 #include "backend/cpu/cpu_ops.h"
 
 /* The inner loops the kernels are built from. Each exists as a plain C version
- * (cpu_simd.c) and an AVX2+FMA+F16C version (cpu_simd_avx2.c); df_cpu_kernels() returns the
- * table of the level currently selected. */
+ * (cpu_simd.c) and an AVX2+FMA+F16C version (cpu_simd_avx2.c), a few also as an AVX-512
+ * version (cpu_simd_avx512.c); df_cpu_kernels_get() returns the table of the level
+ * currently selected. */
 typedef struct df_cpu_kernels {
     float (*dot_f32)(const float *a, const float *b, int64_t n);
     float (*dot_f16)(const df_fp16 *a, const float *b, int64_t n);  /* half row . float row */
@@ -38,6 +39,14 @@ typedef struct df_cpu_kernels {
     /* S [dk][dv] = decay * S + k u^T in place; cap as in gdn_step. */
     void (*rank1_decay)(float *S, int64_t dk, int64_t dv, const float *k, const float *u,
                         float decay, void *cap, bool cap_f16);
+    /* y = silu(a) * b, or silu(a) when b is NULL; y may equal a or b. Every element goes
+     * through the same arithmetic wherever it sits in the array (the SIMD version runs its
+     * tail through the vector code too), so splitting n into pieces never changes a bit. */
+    void (*silu_mul_f32)(float *y, const float *a, const float *b, int64_t n);
+    /* y = sigmoid(a) * b, or sigmoid(a) when b is NULL; as silu_mul_f32 otherwise. */
+    void (*sigmoid_mul_f32)(float *y, const float *a, const float *b, int64_t n);
+    /* The index of the first largest element, NaNs skipped; -1 when all n are NaN. */
+    int64_t (*argmax_f32)(const float *x, int64_t n);
 } df_cpu_kernels;
 
 const df_cpu_kernels *df_cpu_kernels_get(void);
@@ -51,6 +60,12 @@ extern const df_cpu_kernels df_cpu_kernels_scalar;
 #if defined(__x86_64__) || defined(__i386__)
 #define DF_CPU_HAVE_AVX2_BUILD 1
 extern const df_cpu_kernels df_cpu_kernels_avx2;
+/* The AVX2 table with the loops of cpu_simd_avx512.c in place of their AVX2 versions. */
+extern const df_cpu_kernels df_cpu_kernels_avx512;
+void df_cpu_gdn_step_avx512(float *S, int64_t dk, int64_t dv, const float *q, const float *k,
+                            const float *v, float decay, float beta, float *o, void *cap, bool cap_f16);
+void df_cpu_silu_mul_f32_avx512(float *y, const float *a, const float *b, int64_t n);
+void df_cpu_sigmoid_mul_f32_avx512(float *y, const float *a, const float *b, int64_t n);
 #endif
 
 /* ---- argument checks ---- */

@@ -61,7 +61,7 @@ static void rmsnorm_gated_task(void *p, int task, int n_tasks) {
         const double ms = (double)K->sumsq_f32(x, c->dim) / (double)c->dim;
         const float s = (float)(1.0 / sqrt(ms + (double)c->eps));
         K->scale_mul_f32(y, x, s, c->w, c->dim);
-        for (int64_t i = 0; i < c->dim; i++) y[i] *= df_siluf(z[i]);
+        K->silu_mul_f32(y, z, y, c->dim);
     }
 }
 

@@ -271,4 +271,35 @@ df_status df_cpu_matmul(df_pool *pool, const float *x, int64_t n_tok, int64_t n_
                         const void *w, df_type wtype, int64_t n_out, float *y, void *scratch,
                         size_t scratch_size);
 
+/* Several matrices that read the same x (the q/k/v or gate/up projections of a layer): each
+ * out[i].y = x W_i^T, bitwise what df_cpu_matmul gives for W_i alone. x is converted once
+ * (when the weights' types share an activation layout, else each matrix goes on its own)
+ * and the rows of all the matrices are shared out in one parallel run, so the threads meet
+ * once instead of once per matrix. */
+#define DF_CPU_MATMUL_MANY_MAX 8
+
+/* A weight matrix repacked once for the fastest kernel of this CPU (cpu_pack.c: Q8_0 at the
+ * AVX-512 level). Used in place of the original where that kernel runs, with bitwise the
+ * same results. df_cpu_pack_weight returns NULL when the type has no packed layout, the CPU
+ * lacks the kernel, packing is off (DFLASH_CPU_PACK=0) or over its memory budget. */
+typedef struct df_cpu_packed {
+    void *data;
+    size_t tile_bytes; /* bytes per tile of 16 rows */
+    size_t bytes;
+    struct pack_chunk *chunk; /* the memory it lives in (cpu_pack.c) */
+} df_cpu_packed;
+df_cpu_packed *df_cpu_pack_weight(df_pool *pool, df_type type, const void *w, int64_t n_in, int64_t n_out);
+void df_cpu_packed_free(df_cpu_packed *p);
+
+typedef struct df_cpu_matmul_out {
+    const void *w;   /* [n_out][n_in] of type wtype */
+    df_type wtype;
+    int64_t n_out;
+    float *y;        /* [n_tok][n_out] */
+    const df_cpu_packed *packed; /* w packed (df_cpu_pack_weight), or NULL */
+} df_cpu_matmul_out;
+size_t df_cpu_matmul_many_scratch_size(const df_cpu_matmul_out *outs, int n, int64_t n_tok, int64_t n_in);
+df_status df_cpu_matmul_many(df_pool *pool, const float *x, int64_t n_tok, int64_t n_in,
+                             const df_cpu_matmul_out *outs, int n, void *scratch, size_t scratch_size);
+
 #endif

@@ -132,6 +132,34 @@ static void rank1_decay_scalar(float *S, int64_t dk, int64_t dv, const float *k,
     }
 }
 
+static void silu_mul_f32_scalar(float *y, const float *a, const float *b, int64_t n) {
+    if (b)
+        for (int64_t i = 0; i < n; i++) y[i] = df_siluf(a[i]) * b[i];
+    else
+        for (int64_t i = 0; i < n; i++) y[i] = df_siluf(a[i]);
+}
+
+static void sigmoid_mul_f32_scalar(float *y, const float *a, const float *b, int64_t n) {
+    if (b)
+        for (int64_t i = 0; i < n; i++) y[i] = df_sigmoidf(a[i]) * b[i];
+    else
+        for (int64_t i = 0; i < n; i++) y[i] = df_sigmoidf(a[i]);
+}
+
+static int64_t argmax_f32_scalar(const float *x, int64_t n) {
+    int64_t best = -1;
+    float bv = 0.0f;
+    for (int64_t i = 0; i < n; i++) {
+        const float v = x[i];
+        if (v != v) continue; /* NaN */
+        if (best < 0 || v > bv) {
+            best = i;
+            bv = v;
+        }
+    }
+    return best;
+}
+
 static void mm_tile_scalar(df_type wt, const void *w, size_t w_row_bytes, int nr, const float *x,
                            int64_t x_stride, int nt, int64_t n, float *y, int64_t y_stride) {
     for (int r = 0; r < nr; r++) {
@@ -162,6 +190,9 @@ const df_cpu_kernels df_cpu_kernels_scalar = {
     .gdn_step = gdn_step_scalar,
     .rank1_decay = rank1_decay_scalar,
     .mm_tile = mm_tile_scalar,
+    .silu_mul_f32 = silu_mul_f32_scalar,
+    .sigmoid_mul_f32 = sigmoid_mul_f32_scalar,
+    .argmax_f32 = argmax_f32_scalar,
 };
 
 /* ---- the run-time choice ---- */
@@ -225,8 +256,10 @@ const char *df_cpu_simd_name(df_cpu_simd level) {
 
 const df_cpu_kernels *df_cpu_kernels_get(void) {
 #ifdef DF_CPU_HAVE_AVX2_BUILD
-    /* the AVX-512 level differs only in the quantized matmul (cpu_matmul.c) */
-    if (df_cpu_simd_get() >= DF_CPU_SIMD_AVX2) return &df_cpu_kernels_avx2;
+    /* the AVX-512 level differs in the quantized matmul (cpu_matmul.c) and the GDN step */
+    const df_cpu_simd level = df_cpu_simd_get();
+    if (level == DF_CPU_SIMD_AVX512) return &df_cpu_kernels_avx512;
+    if (level == DF_CPU_SIMD_AVX2) return &df_cpu_kernels_avx2;
 #endif
     return &df_cpu_kernels_scalar;
 }

@@ -6,6 +6,7 @@
 #ifdef DF_CPU_HAVE_AVX2_BUILD
 
 #include <immintrin.h>
+#include <string.h>
 
 #define DF_AVX2 __attribute__((target("avx2,fma,f16c")))
 
@@ -403,6 +404,94 @@ DF_AVX2 static void mm_tile_avx2(df_type wt, const void *w, size_t wsb, int nr, 
     }
 }
 
+/* ---- activations: e^x, SiLU and sigmoid, 8 floats at a time ---- */
+
+/* e^x by Cephes's expf: x = n ln2 + r with |r| <= ln2 / 2 (ln2 split in two parts so that
+ * n ln2 is exact), e^r by a degree-6 polynomial, 2^n from exponent bits; about 1 ulp.
+ * Below ln(2^-126) the result is 0 (no denormals), above ln(FLT_MAX) +inf, NaN stays NaN:
+ * what SiLU and sigmoid need of it. */
+DF_AVX2 static inline __m256 exp256(__m256 x) {
+    const __m256 lo = _mm256_set1_ps(-87.33654475f), hi = _mm256_set1_ps(88.72283905f);
+    const __m256 xc = _mm256_min_ps(_mm256_max_ps(x, lo), hi);
+    /* n <= 127 keeps 2^n a normal float; e^r then reaches 2 at the top of the range */
+    const __m256 n = _mm256_min_ps(_mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f)),
+                                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC),
+                                   _mm256_set1_ps(127.0f));
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), xc);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    const __m256 er = _mm256_add_ps(_mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r), _mm256_set1_ps(1.0f));
+    const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    __m256 y = _mm256_mul_ps(er, _mm256_castsi256_ps(bits));
+    y = _mm256_blendv_ps(y, _mm256_setzero_ps(), _mm256_cmp_ps(x, lo, _CMP_LT_OQ));
+    y = _mm256_blendv_ps(y, _mm256_set1_ps(INFINITY), _mm256_cmp_ps(x, hi, _CMP_GT_OQ));
+    return _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+}
+
+/* sigmoid (silu false) or silu of 8 floats, times m */
+DF_AVX2 static inline __m256 act256(bool silu, __m256 a, __m256 m) {
+    const __m256 den = _mm256_add_ps(_mm256_set1_ps(1.0f), exp256(_mm256_sub_ps(_mm256_setzero_ps(), a)));
+    const __m256 v = _mm256_div_ps(silu ? a : _mm256_set1_ps(1.0f), den);
+    return _mm256_mul_ps(v, m);
+}
+
+/* The tail (n % 8 elements) goes through the same vector code from a padded copy, so an
+ * element's result does not depend on where the array ends. Multiplying by 1 when b is NULL
+ * is exact. */
+DF_AVX2 static inline __attribute__((always_inline)) void act_f32(bool silu, float *y, const float *a,
+                                                                  const float *b, int64_t n) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, act256(silu, _mm256_loadu_ps(a + i), b ? _mm256_loadu_ps(b + i) : one));
+    if (i == n) return;
+    float ta[8] = {0}, tb[8] = {1, 1, 1, 1, 1, 1, 1, 1}, ty[8];
+    memcpy(ta, a + i, (size_t)(n - i) * sizeof(float));
+    if (b) memcpy(tb, b + i, (size_t)(n - i) * sizeof(float));
+    _mm256_storeu_ps(ty, act256(silu, _mm256_loadu_ps(ta), _mm256_loadu_ps(tb)));
+    memcpy(y + i, ty, (size_t)(n - i) * sizeof(float));
+}
+
+DF_AVX2 static void silu_mul_f32_avx2(float *y, const float *a, const float *b, int64_t n) {
+    act_f32(true, y, a, b, n);
+}
+
+DF_AVX2 static void sigmoid_mul_f32_avx2(float *y, const float *a, const float *b, int64_t n) {
+    act_f32(false, y, a, b, n);
+}
+
+/* ---- argmax ---- */
+
+/* Two passes: the largest value (NaN lanes drop out: vmaxps returns its second operand, the
+ * running maximum), then the first element equal to it. Equal to the scalar scan, including
+ * -0 against +0 (they compare equal, and the scan keeps the first of equal values) and -inf
+ * rows; -1 when nothing equals the maximum, i.e. every element is NaN. */
+DF_AVX2 static int64_t argmax_f32_avx2(const float *x, int64_t n) {
+    __m256 m0 = _mm256_set1_ps(-INFINITY), m1 = m0;
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        m0 = _mm256_max_ps(_mm256_loadu_ps(x + i), m0);
+        m1 = _mm256_max_ps(_mm256_loadu_ps(x + i + 8), m1);
+    }
+    float lanes[8], mx = -INFINITY;
+    _mm256_storeu_ps(lanes, _mm256_max_ps(m0, m1));
+    for (int k = 0; k < 8; k++) mx = lanes[k] > mx ? lanes[k] : mx;
+    for (; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    const __m256 vm = _mm256_set1_ps(mx);
+    for (i = 0; i + 8 <= n; i += 8) {
+        const int hit = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(x + i), vm, _CMP_EQ_OQ));
+        if (hit) return i + __builtin_ctz((unsigned)hit);
+    }
+    for (; i < n; i++)
+        if (x[i] == mx) return i;
+    return -1;
+}
+
 const df_cpu_kernels df_cpu_kernels_avx2 = {
     .dot_f32 = dot_f32_avx2,
     .dot_f16 = dot_f16_avx2,
@@ -416,6 +505,27 @@ const df_cpu_kernels df_cpu_kernels_avx2 = {
     .gdn_step = gdn_step_avx2,
     .rank1_decay = rank1_decay_avx2,
     .mm_tile = mm_tile_avx2,
+    .silu_mul_f32 = silu_mul_f32_avx2,
+    .sigmoid_mul_f32 = sigmoid_mul_f32_avx2,
+    .argmax_f32 = argmax_f32_avx2,
+};
+
+const df_cpu_kernels df_cpu_kernels_avx512 = {
+    .dot_f32 = dot_f32_avx2,
+    .dot_f16 = dot_f16_avx2,
+    .dot_bf16 = dot_bf16_avx2,
+    .axpy_f32 = axpy_f32_avx2,
+    .axpy_f16 = axpy_f16_avx2,
+    .scale_f32 = scale_f32_avx2,
+    .sumsq_f32 = sumsq_f32_avx2,
+    .scale_mul_f32 = scale_mul_f32_avx2,
+    .gemm_f32 = gemm_f32_avx2,
+    .gdn_step = df_cpu_gdn_step_avx512,
+    .rank1_decay = rank1_decay_avx2,
+    .mm_tile = mm_tile_avx2,
+    .silu_mul_f32 = df_cpu_silu_mul_f32_avx512,
+    .sigmoid_mul_f32 = df_cpu_sigmoid_mul_f32_avx512,
+    .argmax_f32 = argmax_f32_avx2,
 };
 
 #endif /* DF_CPU_HAVE_AVX2_BUILD */
