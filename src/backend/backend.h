@@ -157,6 +157,16 @@ void df_backend_cuda_expect_upload(df_backend *be, uint64_t bytes);
 const char *df_backend_cuda_device_name(df_backend *be);
 #endif
 
+/* y[i] = x W[i]^T for k weights that read the same x: one matmul_many call where the backend
+ * has it (the CPU converts x once and runs all the matrices' rows in one parallel pass), else
+ * one matmul each. The results are the same either way. */
+static inline df_status df_backend_matmuls(df_backend *be, const float *x, int64_t n_tok, int k,
+                                           const df_weight *const *w, float *const *y) {
+    if (be->ops->matmul_many) return be->ops->matmul_many(be, x, n_tok, k, w, y);
+    for (int i = 0; i < k; i++) DF_TRY(be->ops->matmul(be, x, n_tok, w[i], y[i]));
+    return DF_OK;
+}
+
 static inline void df_backend_destroy(df_backend *be) {
     if (be) be->ops->destroy(be);
 }

@@ -23,16 +23,6 @@
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
-/* Projections that read the same rows in one backend call where the backend has one (the
- * CPU then converts x once and runs all the matrices' rows in one parallel pass), else one
- * matmul each: the same results either way. */
-static df_status matmuls(df_backend *be, const float *x, int64_t n, int k, const df_weight *const *w,
-                         float *const *y) {
-    if (OPS->matmul_many) return OPS->matmul_many(be, x, n, k, w, y);
-    for (int i = 0; i < k; i++) DF_TRY(OPS->matmul(be, x, n, w[i], y[i]));
-    return DF_OK;
-}
-
 static df_status upload_positions(df_dflash_state *s, int64_t pos0, int64_t n) {
     df_backend *be = s->d->be;
     int32_t buf[256];
@@ -69,7 +59,7 @@ static df_status commit_rows(df_dflash_state *s, const float *feat, int64_t m) {
         /* No attn_norm here: the reference projects the fused features directly. */
         const df_weight *kv_w[2] = {&L->wk, &L->wv};
         float *const kv_y[2] = {s->k, s->v};
-        DF_TRY(matmuls(be, s->x, m, 2, kv_w, kv_y));
+        DF_TRY(df_backend_matmuls(be, s->x, m, 2, kv_w, kv_y));
         df_heads k = {s->k, m, hp->n_head_kv, D, kvd, D};
         df_heads v = {s->v, m, hp->n_head_kv, D, kvd, D};
         DF_TRY(OPS->rmsnorm_heads(be, &k, L->k_norm.data, hp->rms_eps));
@@ -183,7 +173,7 @@ static df_status draft_body(void *ctx) {
         DF_TRY(OPS->rmsnorm(be, s->x, E, s->h, E, n, E, L->attn_norm.data, hp->rms_eps));
         const df_weight *qkv_w[3] = {&L->wq, &L->wk, &L->wv};
         float *const qkv_y[3] = {s->q, s->k, s->v};
-        DF_TRY(matmuls(be, s->h, n, 3, qkv_w, qkv_y));
+        DF_TRY(df_backend_matmuls(be, s->h, n, 3, qkv_w, qkv_y));
         df_heads q = {s->q, n, hp->n_head, D, qd, D};
         df_heads k = {s->k, n, hp->n_head_kv, D, kvd, D};
         df_heads v = {s->v, n, hp->n_head_kv, D, kvd, D};
@@ -198,7 +188,7 @@ static df_status draft_body(void *ctx) {
         DF_TRY(OPS->rmsnorm(be, s->x, E, s->h, E, n, E, L->ffn_norm.data, hp->rms_eps));
         const df_weight *ffn_w[2] = {&L->ffn_gate, &L->ffn_up};
         float *const ffn_y[2] = {s->ff_a, s->ff_b};
-        DF_TRY(matmuls(be, s->h, n, 2, ffn_w, ffn_y));
+        DF_TRY(df_backend_matmuls(be, s->h, n, 2, ffn_w, ffn_y));
         DF_TRY(OPS->swiglu(be, s->ff_a, s->ff_b, s->ff_a, n * F));
         DF_TRY(OPS->matmul(be, s->ff_a, n, &L->ffn_down, s->proj));
         DF_TRY(OPS->add(be, s->x, s->proj, s->x, n * E));

@@ -17,16 +17,6 @@
 
 #define OPS (be->ops)
 
-/* Projections that read the same rows in one backend call where the backend has one (the
- * CPU converts x once and runs all the matrices' rows in one parallel pass), else one matmul
- * each: the same results either way. */
-static df_status matmuls(df_backend *be, const float *x, int64_t n, int k, const df_weight *const *w,
-                         float *const *y) {
-    if (OPS->matmul_many) return OPS->matmul_many(be, x, n, k, w, y);
-    for (int i = 0; i < k; i++) DF_TRY(OPS->matmul(be, x, n, w[i], y[i]));
-    return DF_OK;
-}
-
 static df_status gdn_mixer(df_qwen35_state *s, int64_t l, int64_t T,
                            const df_qwen35_capture *cap) {
     const df_qwen35 *m = s->m;
@@ -39,7 +29,7 @@ static df_status gdn_mixer(df_qwen35_state *s, int64_t l, int64_t T,
 
     const df_weight *in_w[4] = {&L->wqkv, &L->wgate, &L->wbeta, &L->walpha};
     float *const in_y[4] = {qkv, z, s->gate_b, s->gate_a};
-    DF_TRY(matmuls(be, s->h, T, 4, in_w, in_y));
+    DF_TRY(df_backend_matmuls(be, s->h, T, 4, in_w, in_y));
 
     const int gi = s->gdn_index[l];
     float *conv_cap = cap && cap->gdn ? cap->conv_state[gi] : NULL;
@@ -80,7 +70,7 @@ static df_status attention_mixer(df_qwen35_state *s, int64_t l, int64_t T) {
 
     const df_weight *qkv_w[3] = {&L->wq, &L->wk, &L->wv};
     float *const qkv_y[3] = {qg, kbuf, vbuf};
-    DF_TRY(matmuls(be, s->h, T, 3, qkv_w, qkv_y));
+    DF_TRY(df_backend_matmuls(be, s->h, T, 3, qkv_w, qkv_y));
 
     /* Per head the q projection holds [q | gate]. */
     df_heads q = {qg, T, H, D, 2 * H * D, 2 * D};
@@ -108,7 +98,7 @@ static df_status ffn(df_qwen35_state *s, int64_t l, int64_t T) {
     const int64_t F = m->hp.n_ff;
     const df_weight *ffn_w[2] = {&L->ffn_gate, &L->ffn_up};
     float *const ffn_y[2] = {s->wide_a, s->wide_b};
-    DF_TRY(matmuls(be, s->h, T, 2, ffn_w, ffn_y));
+    DF_TRY(df_backend_matmuls(be, s->h, T, 2, ffn_w, ffn_y));
     DF_TRY(OPS->swiglu(be, s->wide_a, s->wide_b, s->wide_a, T * F));
     return OPS->matmul(be, s->wide_a, T, &L->ffn_down, s->proj);
 }

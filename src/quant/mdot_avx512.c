@@ -667,6 +667,9 @@ PACKED_K_ENTRY(q6_K, 6)
 
 #else /* not x86 */
 
+/* Other architectures have no AVX-512 level (df_cpu_simd_set refuses it), so these entries
+ * are never selected; they exist so that the kernel tables link everywhere. packed_bytes
+ * answers false, so no weight is ever packed for them. */
 static void no_kernel(float *y, int64_t nr, int nc, int64_t ys) {
     for (int c = 0; c < nc; c++)
         for (int64_t r = 0; r < nr; r++) y[c * ys + r] = 0.0f;
@@ -676,7 +679,7 @@ DF_MDOT_DECLARE(df_mdot_q4_0_avx512) { no_kernel(y, nr, nc, ys); }
 DF_MDOT_DECLARE(df_mdot_q4_K_avx512) { no_kernel(y, nr, nc, ys); }
 DF_MDOT_DECLARE(df_mdot_q5_K_avx512) { no_kernel(y, nr, nc, ys); }
 DF_MDOT_DECLARE(df_mdot_q6_K_avx512) { no_kernel(y, nr, nc, ys); }
-#define PACKED_K_STUB(name)                                                                                  \
+#define NO_PACKED_LAYOUT(name)                                                                                  \
     bool df_mdot_##name##_packed_bytes(int64_t n_rows, int64_t n, size_t w_stride, size_t *tile_bytes,        \
                                        size_t *total) {                                                     \
         *tile_bytes = *total = 0;                                                                           \
@@ -685,8 +688,8 @@ DF_MDOT_DECLARE(df_mdot_q6_K_avx512) { no_kernel(y, nr, nc, ys); }
     void df_mdot_##name##_pack(const void *w, size_t w_stride, int64_t n_rows, int64_t n, int64_t tile0,     \
                                int64_t n_tiles, void *out) {}                                               \
     DF_MDOT_DECLARE(df_mdot_##name##_packed_avx512) { no_kernel(y, nr, nc, ys); }
-PACKED_K_STUB(q4_K)
-PACKED_K_STUB(q5_K)
-PACKED_K_STUB(q6_K)
+NO_PACKED_LAYOUT(q4_K)
+NO_PACKED_LAYOUT(q5_K)
+NO_PACKED_LAYOUT(q6_K)
 
 #endif
