@@ -298,7 +298,8 @@ static void check_matmul_invariance(df_type t, int64_t n_in, int64_t n_out) {
     float *yn = fzero((size_t)(N * n_out)), *ys = fzero((size_t)(N * n_out));
     bool ok = run_matmul(g_cuda, &w, x, N, 0, yn, err, sizeof err);
     long long diff = 0;
-    static const int cuts[][2] = {{0, 1}, {1, 7}, {8, 9}, {17, 16}, {33, 31}, {63, 1}, {5, 59}, {3, 20}, {0, 64}};
+    static const int cuts[][2] = {{0, 1}, {1, 7}, {8, 9}, {17, 16}, {33, 31}, {63, 1}, {5, 59}, {3, 20}, {0, 64},
+                                  {40, 2}, {61, 3}};
     for (size_t c = 0; ok && c < sizeof cuts / sizeof cuts[0]; c++) {
         const int t0 = cuts[c][0], n = cuts[c][1];
         ok = run_matmul(g_cuda, &w, x + (size_t)t0 * n_in, n, 0, ys, err, sizeof err);
@@ -310,6 +311,54 @@ static void check_matmul_invariance(df_type t, int64_t n_in, int64_t n_out) {
     free(yn);
     free(ys);
     free_weight(&w);
+}
+
+/* matmul_many (one activation quantization for several weights) equals one matmul per weight,
+ * bit for bit: weights of different types and heights reading the same x. */
+static void check_matmul_many(int64_t n_in, int64_t n_tok) {
+    char shape[80], err[512] = "";
+    snprintf(shape, sizeof shape, "%lld x [%lld -> 300 q4_K, 77 q6_K, 45 q8_0]", (long long)n_tok, (long long)n_in);
+    static const df_type types[3] = {DF_TYPE_Q4_K, DF_TYPE_Q6_K, DF_TYPE_Q8_0};
+    static const int64_t outs[3] = {300, 77, 45};
+    df_backend *be = g_cuda;
+    wmat w[3];
+    df_weight host[3], bound[3];
+    const df_weight *wp[3];
+    float *dy[3] = {NULL, NULL, NULL}, *y1 = NULL, *y2 = NULL;
+    bset b = {.be = be};
+    int made = 0, bound_n = 0;
+    for (; made < 3 && make_weight(types[made], n_in, outs[made], &w[made]); made++) {}
+    if (made < 3) snprintf(err, sizeof err, "cannot quantize test data");
+    for (int i = 0; i < made && !err[0]; i++) {
+        host[i] = (df_weight){.type = w[i].type, .ne = {n_in, outs[i], 1, 1}, .data = w[i].q, .size = w[i].bytes,
+                              .name = "test.weight"};
+        if (be->ops->bind_weight(be, &host[i], &bound[i]) != DF_OK) snprintf(err, sizeof err, "bind: %s", df_last_error());
+        else wp[bound_n++] = &bound[i];
+    }
+    float *x = rnd((size_t)(n_tok * n_in), -1, 1);
+    float *dx = bput(&b, x, (size_t)(n_tok * n_in) * sizeof(float));
+    long long diff = 0;
+    if (!err[0]) {
+        for (int i = 0; i < 3; i++) dy[i] = bput(&b, NULL, (size_t)(n_tok * outs[i]) * sizeof(float));
+        if (!b.bad) bcheck(&b, be->ops->matmul_many(be, dx, n_tok, 3, wp, dy), "matmul_many");
+        for (int i = 0; i < 3 && !b.bad; i++) {
+            const size_t ny = (size_t)(n_tok * outs[i]);
+            y1 = fzero(ny), y2 = fzero(ny);
+            bget(&b, y1, dy[i], ny * sizeof(float));
+            if (!b.bad) bcheck(&b, be->ops->matmul(be, dx, n_tok, wp[i], dy[i]), "matmul");
+            bget(&b, y2, dy[i], ny * sizeof(float));
+            diff += count_diff(y1, y2, ny * sizeof(float), sizeof(float));
+            free(y1);
+            free(y2);
+        }
+        if (b.bad) snprintf(err, sizeof err, "%s", b.err);
+    }
+    if (err[0]) row_error("matmul_many", shape, err);
+    else row_bitwise("matmul_many", shape, diff == 0, diff);
+    free(x);
+    bfree(&b);
+    for (int i = 0; i < bound_n; i++) be->ops->unbind_weight(be, &bound[i]);
+    for (int i = 0; i < made; i++) free_weight(&w[i]);
 }
 
 /* ---- get_rows ---- */
@@ -1134,6 +1183,8 @@ int main(int argc, char **argv) {
     check_matmul(DF_TYPE_Q8_0, 608, 45, 64, 0);
     check_matmul(DF_TYPE_Q4_0, 800, 45, 24, 1);
     check_matmul_invariance(DF_TYPE_Q8_0, 608, 45);
+    for (int64_t n = 1; n <= 16; n *= 2) check_matmul_many(512, n);
+    check_matmul_many(1280, 3);
     check_matmul(DF_TYPE_Q8_0, 512, 77, 5, 1);
     check_matmul(DF_TYPE_F32, 100, 33, 3, 0);
     check_matmul(DF_TYPE_F16, 100, 33, 70, 0);

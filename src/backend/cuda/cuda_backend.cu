@@ -328,7 +328,7 @@ static const df_backend_ops cuda_ops = {
     /* .graph_end = */ cu_graph_end,
     /* .graph_launch = */ cu_graph_launch,
     /* .graph_free = */ cu_graph_free,
-    /* .matmul_many = */ NULL, /* one matmul per weight */
+    /* .matmul_many = */ cu_matmul_many,
 };
 
 extern "C" df_status df_backend_cuda_create(int device, df_backend **out) {

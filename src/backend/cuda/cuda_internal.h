@@ -123,6 +123,8 @@ df_status cu_dequant_rows(cu_backend *cb, const df_weight *w, int64_t row0, int6
 
 /* cuda_matmul.cu */
 df_status cu_matmul(df_backend *be, const float *x, int64_t n_tok, const df_weight *w, float *y);
+df_status cu_matmul_many(df_backend *be, const float *x, int64_t n_tok, int n, const df_weight *const *w,
+                         float *const *y);
 
 /* cuda_norm.cu */
 df_status cu_rmsnorm(df_backend *be, const float *x, int64_t xs, float *y, int64_t ys, int64_t n_rows,

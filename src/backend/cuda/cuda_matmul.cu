@@ -198,8 +198,8 @@ static df_status matmul_gemm(cu_backend *cb, const float *x, int n_tok, const df
     return cu_check_launch(cb, "matmul (cuBLAS)");
 }
 
-df_status cu_matmul(df_backend *be, const float *x, int64_t n_tok, const df_weight *w, float *y) {
-    cu_backend *cb = cu_impl(be);
+/* The checks every matmul makes; row_bytes out. */
+static df_status check_matmul(const float *x, int64_t n_tok, const df_weight *w, const float *y, size_t *row_bytes) {
     if (!x || !w || !w->data || !y) return df_fail(DF_ERR_INVALID, "matmul: x, w or y is NULL");
     const char *name = w->name ? w->name : "weight";
     const int64_t n_in = w->ne[0], n_out = w->ne[1];
@@ -207,17 +207,50 @@ df_status cu_matmul(df_backend *be, const float *x, int64_t n_tok, const df_weig
         n_tok > ((int64_t)1 << 24))
         return df_fail(DF_ERR_INVALID, "matmul: %s: shape x [%lld][%lld], W [%lld][%lld] is not valid", name,
                        (long long)n_tok, (long long)n_in, (long long)n_out, (long long)n_in);
-    size_t row_bytes;
     if (!cu_type_supported(w->type))
         return df_fail(DF_ERR_UNSUPPORTED, "matmul: %s: no CUDA kernel for weights of type %s", name,
                        df_type_name(w->type));
-    if (!df_type_row_size(w->type, n_in, &row_bytes))
+    if (!df_type_row_size(w->type, n_in, row_bytes))
         return df_fail(DF_ERR_INVALID, "matmul: %s: a row of %lld elements is not a whole number of %s blocks",
                        name, (long long)n_in, df_type_name(w->type));
+    return DF_OK;
+}
+
+df_status cu_matmul(df_backend *be, const float *x, int64_t n_tok, const df_weight *w, float *y) {
+    cu_backend *cb = cu_impl(be);
+    size_t row_bytes;
+    DF_TRY(check_matmul(x, n_tok, w, y, &row_bytes));
+    const int64_t n_in = w->ne[0];
     DF_TRY(cu_enter(cb, "matmul"));
     if (n_tok <= DF_CUDA_SMALL_BATCH && cu_mmq_supported(cb, w))
         return cu_mmq(cb, x, (int)n_tok, w, row_bytes, y);
     if (n_tok <= DF_CUDA_SMALL_BATCH || (n_in % 8 && w->type != DF_TYPE_F32))
         return matmul_small(cb, x, (int)n_tok, w, row_bytes, y);
     return matmul_gemm(cb, x, (int)n_tok, w, y);
+}
+
+/* Weights that read the same x (q/k/v, gate/up, the GDN in-projections): the int8 path
+ * quantizes x once for all of them; anything else is one cu_matmul each. Same results. */
+df_status cu_matmul_many(df_backend *be, const float *x, int64_t n_tok, int n, const df_weight *const *w,
+                         float *const *y) {
+    cu_backend *cb = cu_impl(be);
+    bool shared = n_tok <= DF_CUDA_SMALL_BATCH && n > 0;
+    for (int i = 0; i < n && shared; i++) {
+        size_t row_bytes;
+        DF_TRY(check_matmul(x, n_tok, w[i], y[i], &row_bytes));
+        shared = cu_mmq_supported(cb, w[i]) && w[i]->ne[0] == w[0]->ne[0];
+    }
+    if (!shared) {
+        for (int i = 0; i < n; i++) DF_TRY(cu_matmul(be, x, n_tok, w[i], y[i]));
+        return DF_OK;
+    }
+    DF_TRY(cu_enter(cb, "matmul"));
+    cu_mmq_act act;
+    DF_TRY(cu_mmq_quantize(cb, x, (int)n_tok, (int)w[0]->ne[0], &act));
+    for (int i = 0; i < n; i++) {
+        size_t row_bytes;
+        df_type_row_size(w[i]->type, w[i]->ne[0], &row_bytes);
+        DF_TRY(cu_mmq_run(cb, &act, w[i], row_bytes, y[i]));
+    }
+    return DF_OK;
 }

@@ -552,8 +552,25 @@ static void launch_nt(const mmq_args &a, unsigned grid, cudaStream_t s) {
     }
 }
 
-df_status cu_mmq(cu_backend *cb, const float *x, int n_tok, const df_weight *w, size_t row_bytes, float *y) {
-    const int n_in = (int)w->ne[0], n_out = (int)w->ne[1], ntp = cu_mmq_tok_pad(n_tok), nb = n_in / 32;
+df_status cu_mmq_quantize(cu_backend *cb, const float *x, int n_tok, int n_in, cu_mmq_act *act) {
+    const int ntp = cu_mmq_tok_pad(n_tok), nb = n_in / 32;
+    /* int8 activations, then {d, s} pairs: xq is a multiple of 256 bytes long, so xds is
+     * 16-byte aligned for its float4 reads. */
+    const size_t xq_bytes = (size_t)ntp * (size_t)n_in, ds_bytes = (size_t)ntp * (size_t)nb * sizeof(float2);
+    void *buf;
+    DF_TRY(cu_qscratch(cb, xq_bytes + ds_bytes, "matmul", &buf));
+    act->xq = (int8_t *)buf;
+    act->xds = (float2 *)((char *)buf + xq_bytes);
+    act->n_tok = n_tok;
+    act->n_in = n_in;
+    return cu_quantize_act(cb, x, n_tok, n_in, act->xq, act->xds);
+}
+
+df_status cu_mmq_run(cu_backend *cb, const cu_mmq_act *act, const df_weight *w, size_t row_bytes, float *y) {
+    const int n_in = (int)w->ne[0], n_out = (int)w->ne[1], n_tok = act->n_tok, ntp = cu_mmq_tok_pad(n_tok);
+    if (n_in != act->n_in)
+        return df_fail(DF_ERR_INVALID, "matmul: %s: rows of %d elements, activations of %d",
+                       w->name ? w->name : "weight", n_in, act->n_in);
     int unit = 256;
     switch (w->type) {
     case DF_TYPE_Q6_K: unit = mmq_type<DF_TYPE_Q6_K>::UNIT; break;
@@ -561,28 +578,19 @@ df_status cu_mmq(cu_backend *cb, const float *x, int n_tok, const df_weight *w, 
     case DF_TYPE_Q4_0: unit = mmq_type<DF_TYPE_Q4_0>::UNIT; break;
     default: break;
     }
-    /* int8 activations, then {d, s} pairs: xq is a multiple of 256 bytes long, so xds is
-     * 16-byte aligned for its float4 reads. */
-    const size_t xq_bytes = (size_t)ntp * (size_t)n_in, ds_bytes = (size_t)ntp * (size_t)nb * sizeof(float2);
-    void *buf;
-    DF_TRY(cu_qscratch(cb, xq_bytes + ds_bytes, "matmul", &buf));
-    int8_t *xq = (int8_t *)buf;
-    float2 *xds = (float2 *)((char *)buf + xq_bytes);
-    DF_TRY(cu_quantize_act(cb, x, n_tok, n_in, xq, xds));
-
     mmq_args a;
     a.w = (const uint8_t *)w->data;
     a.row_bytes = row_bytes;
     a.n_out = n_out;
     a.n_units = (n_in + unit - 1) / unit;
-    a.nb = nb;
+    a.nb = n_in / 32;
     a.kw = k_split(cb, n_out, a.n_units);
     a.ntp = ntp;
     a.nt = ntp / CU_MMQ_TOK_TILE;
     a.n_tok = n_tok;
     a.al4 = row_bytes % 4 == 0 && (uintptr_t)w->data % 4 == 0;
-    a.xq = xq;
-    a.xds = xds;
+    a.xq = act->xq;
+    a.xds = act->xds;
     a.y = y;
     const long long tiles = (n_out + MMQ_ROWS - 1) / MMQ_ROWS, per_block = MMQ_WARPS / a.kw;
     const unsigned grid = (unsigned)((tiles + per_block - 1) / per_block);
@@ -597,4 +605,10 @@ df_status cu_mmq(cu_backend *cb, const float *x, int n_tok, const df_weight *w, 
                        df_type_name(w->type));
     }
     return cu_check_launch(cb, "matmul (int8)");
+}
+
+df_status cu_mmq(cu_backend *cb, const float *x, int n_tok, const df_weight *w, size_t row_bytes, float *y) {
+    cu_mmq_act act;
+    DF_TRY(cu_mmq_quantize(cb, x, n_tok, (int)w->ne[0], &act));
+    return cu_mmq_run(cb, &act, w, row_bytes, y);
 }
