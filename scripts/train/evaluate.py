@@ -38,19 +38,35 @@ def pick_prompts(heldout_docs, n, min_chars, seed):
 
 
 @torch.no_grad()
-def acceptance(target, drafter, tok, prompts, n_new, device):
+def acceptance(target, drafter, tok, prompts, n_new, device, seq_cache=None, fixed=None):
+    """seq_cache: a dict that keeps each prompt's greedy text and features, so that a second
+    drafter is measured on exactly the same target tokens (and without generating again).
+    fixed: per prompt {"ids": prompt ids, "greedy": target tokens} made elsewhere (dflash's own
+    greedy text: the replay then sees what `dflash bench` verifies against, and costs one
+    forward per prompt instead of n_new)."""
     cfg = drafter.c
     block = cfg["dflash_config"]["block_size"]
     mask_id = cfg["dflash_config"]["mask_token_id"]
     layer_ids = cfg["dflash_config"]["target_layer_ids"]
     embed_w = target.get_input_embeddings().weight
     per_prompt, all_steps = [], []
-    for p in prompts:
+    for i, p in enumerate(prompts):
         ids = torch.tensor([tok.encode(p["text"]).ids], device=device)
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            seq = greedy(target, ids, n_new)
-        feats = features(target, seq, layer_ids)
-        P, L = ids.shape[1], seq.shape[1]
+        key = (p["text"], tuple(layer_ids))
+        if seq_cache is not None and key in seq_cache:
+            seq, feats, P = seq_cache[key]
+        else:
+            if fixed is not None:
+                ids = torch.tensor([fixed[i]["ids"]], device=device)
+                seq = torch.tensor([fixed[i]["ids"] + fixed[i]["greedy"][:n_new]], device=device)
+            else:
+                with torch.autocast("cuda", dtype=torch.bfloat16):
+                    seq = greedy(target, ids, n_new)
+            feats = features(target, seq, layer_ids)
+            P = ids.shape[1]
+            if seq_cache is not None:
+                seq_cache[key] = (seq, feats, P)
+        L = seq.shape[1]
         c, steps = P, []          # after the prefill the target's first token is the first bonus
         while c + block <= L:
             blk = torch.full((1, block), mask_id, device=device)

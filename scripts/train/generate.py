@@ -10,7 +10,10 @@ from common import log
 def greedy(model, prompts, n_new):
     """prompts [b, P] int64 on the device -> [b, P + n_new]: transformers' cache (KV for the
     attention layers, conv + recurrent state for the DeltaNet layers), one token per step."""
-    out = model(prompts, use_cache=True)
+    try:    # only the last position's logits: a batch of 16K prompts would make 17 GB of them
+        out = model(prompts, use_cache=True, logits_to_keep=1)
+    except TypeError:
+        out = model(prompts, use_cache=True)
     cache = out.past_key_values
     nxt = out.logits[:, -1].argmax(-1, keepdim=True)
     seq = [prompts, nxt]
@@ -29,24 +32,49 @@ def sample_prompts(data, n, length, gen):
 
 
 @torch.no_grad()
-def features(model, seqs, layer_ids, batch=32):
+def features(model, seqs, layer_ids, batch=32, out=None):
     """Hidden states leaving each target layer in layer_ids (hidden_states[id + 1]),
-    concatenated along the feature axis, bf16: [n, S, len(layer_ids) * E]."""
+    concatenated along the feature axis, bf16: [n, S, len(layer_ids) * E]. The base model only
+    (model.model): the LM head's logits are not needed and were a large part of the cost.
+    With `out` (a preallocated [n, S, F] bf16 tensor, on any device) the rows are written there."""
     outs = []
     for i in range(0, seqs.shape[0], batch):
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            hs = model(seqs[i:i + batch], output_hidden_states=True).hidden_states
-        outs.append(torch.cat([hs[j + 1] for j in layer_ids], dim=-1).to(torch.bfloat16))
-    return torch.cat(outs)
+            hs = model.model(seqs[i:i + batch], output_hidden_states=True).hidden_states
+        f = torch.cat([hs[j + 1] for j in layer_ids], dim=-1).to(torch.bfloat16)
+        if out is None:
+            outs.append(f)
+        else:
+            out[i:i + f.shape[0]].copy_(f, non_blocking=True)
+    return torch.cat(outs) if out is None else out
 
 
-def make_dataset(model, data, n_seq, prompt_len, gen_len, batch, seed, device):
-    gen = torch.Generator().manual_seed(seed)
+def make_datasets(model, sources, prompt_len, gen_len, batch, device):
+    """Several datasets in shared batches (sources: [(token stream, n, seed)]): the training and
+    validation prompts go through the same forwards, in batches of equal size of at most
+    `batch`; a small batch costs nearly as much per step as a full one."""
+    prompts = [sample_prompts(data, n, prompt_len, torch.Generator().manual_seed(seed))
+               for data, n, seed in sources]
+    allp = torch.cat(prompts)
+    n_batches = -(-allp.shape[0] // batch)
+    size = -(-allp.shape[0] // n_batches)
     model.eval()
-    seqs = []
-    for i in range(0, n_seq, batch):
-        prompts = sample_prompts(data, min(batch, n_seq - i), prompt_len, gen).to(device)
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            seqs.append(greedy(model, prompts, gen_len))
-        log(f"generate: {i + prompts.shape[0]}/{n_seq} sequences")
-    return torch.cat(seqs)
+    out, i = [], 0
+    while i < allp.shape[0]:
+        oom = False
+        try:
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                out.append(greedy(model, allp[i:i + size].to(device), gen_len))
+        except torch.OutOfMemoryError:
+            oom = True
+        if oom:     # (outside the handler: the traceback no longer holds the batch's tensors)
+            # The cache and the DeltaNet temporaries grow with the batch: halve it and go on.
+            torch.cuda.empty_cache()
+            size = max(1, size // 2)
+            log(f"generate: out of GPU memory, batches of {size} from here")
+            continue
+        i += out[-1].shape[0]
+        torch.cuda.empty_cache()
+        log(f"generate: {i}/{allp.shape[0]} sequences")
+    seqs = torch.cat(out)
+    return list(torch.split(seqs, [p.shape[0] for p in prompts]))

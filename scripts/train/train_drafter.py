@@ -3,6 +3,7 @@ to keep their features), random anchors per step, AdamW, warm-up then cosine, a 
 on sequences continued from held-out prompts (the best state is kept: a drafter memorizes its
 training sequences quickly), checkpoint + resume under the deadline."""
 import os
+import time
 
 import torch
 
@@ -13,7 +14,12 @@ from target import lr_at
 
 
 def train(cfg, target, seqs, val_seqs, embed_w, loss_start, out_dir, deadline, train_seconds, batch,
-          n_anchors, gamma, peak_lr, device):
+          n_anchors, gamma, peak_lr, device, feats_store=None, eval_every=500, finish=False):
+    """feats_store: the target features of every sequence, precomputed ([n, S, F] bf16, see
+    generate.features); None computes them per batch (slower, no memory limit).
+    finish: a single-invocation run (nothing to resume on a fresh machine): the step count is
+    fitted to train_seconds of wall clock, validations included, and re-fitted at each
+    validation; when the deadline nears the best state so far is kept instead of a checkpoint."""
     block = cfg["dflash_config"]["block_size"]
     mask_id = cfg["dflash_config"]["mask_token_id"]
     model = init_weights(Drafter(cfg)).to(device)
@@ -33,14 +39,23 @@ def train(cfg, target, seqs, val_seqs, embed_w, loss_start, out_dir, deadline, t
     n, S = seqs.shape
     ctx_pos = torch.arange(S, device=device)[None].expand(batch, S)
     t_mark, step0 = None, step
+    t_end = time.time() + train_seconds
     while total is None or step < total:
+        if finish and deadline.near(40.0) and best[1] is not None:
+            log(f"drafter: out of time at step {step}; keeping the best state so far")
+            break
         if deadline.near(40.0):
             torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
                         "total": total, "history": history, "best": best}, ckpt_path)
             log(f"drafter: out of time at step {step}; checkpoint saved")
             return None
-        rows = torch.randint(0, n, (batch,), generator=gen).to(device)
-        feats = features(target, seqs[rows], cfg["dflash_config"]["target_layer_ids"], batch)
+        rows = torch.randint(0, n, (batch,), generator=gen)
+        if feats_store is None:
+            rows = rows.to(device)
+            feats = features(target, seqs[rows], cfg["dflash_config"]["target_layer_ids"], batch)
+        else:
+            feats = feats_store[rows.to(feats_store.device)].to(device, non_blocking=True)
+            rows = rows.to(device)
         noise_ids, pos, mask, labels = training_batch(seqs[rows], loss_start, block,
                                                       n_anchors, mask_id, gen)
         for g in opt.param_groups:
@@ -55,20 +70,27 @@ def train(cfg, target, seqs, val_seqs, embed_w, loss_start, out_dir, deadline, t
         step += 1
         if step == step0 + 10:
             torch.cuda.synchronize()
-            t_mark = deadline.left()
+            t_mark = time.time()
         if total is None and step == step0 + 30:
             torch.cuda.synchronize()
-            per_step = (t_mark - deadline.left()) / 20
+            per_step = (time.time() - t_mark) / 20
             total = max(step + 20, int(train_seconds / per_step))
-            log(f"drafter: {per_step * 1000:.0f} ms/step -> {total} steps")
-        if step % 500 == 0 or step == total:
-            vloss, vacc = validate(model, target, val_seqs, embed_w, cfg, loss_start, n_anchors,
+            log(f"drafter: {per_step * 1000:.1f} ms/step -> {total} steps")
+        if step % eval_every == 0 or step == total:
+            vloss, vacc = validate(model, target, val_seqs, embed_w, cfg, loss_start, 32,
                                    gamma, device)
             history.append((step, round(loss.item(), 4), round(vloss, 4), vacc[:8]))
             log(f"drafter: step {step}/{total} loss {loss.item():.4f} val {vloss:.4f} "
                 f"val acc@1..8 {vacc[:8]}")
             if vloss < best[0]:
                 best = (vloss, {k: v.detach().clone() for k, v in model.state_dict().items()}, step)
+            if finish and step < total and t_mark is not None:
+                # Steps per second so far, validations included: fit the rest into t_end.
+                rate = (step - step0 - 10) / max(1e-3, time.time() - t_mark)
+                fit = step + int(max(0.0, t_end - time.time()) * rate)
+                if fit < total:
+                    log(f"drafter: {total} steps would overrun; the schedule now ends at {fit}")
+                    total = max(step + 1, fit)
     model.load_state_dict(best[1])
     log(f"drafter: keeping step {best[2]} (validation loss {best[0]:.4f})")
     return model, {"steps": step, "best_step": best[2], "best_val_loss": round(best[0], 4),
