@@ -313,22 +313,24 @@ static void check_matmul_invariance(df_type t, int64_t n_in, int64_t n_out) {
     free_weight(&w);
 }
 
-/* matmul_many (one activation quantization for several weights) equals one matmul per weight,
- * bit for bit: weights of different types and heights reading the same x. */
-static void check_matmul_many(int64_t n_in, int64_t n_tok) {
-    char shape[80], err[512] = "";
-    snprintf(shape, sizeof shape, "%lld x [%lld -> 300 q4_K, 77 q6_K, 45 q8_0]", (long long)n_tok, (long long)n_in);
-    static const df_type types[3] = {DF_TYPE_Q4_K, DF_TYPE_Q6_K, DF_TYPE_Q8_0};
-    static const int64_t outs[3] = {300, 77, 45};
+/* matmul_many (one activation quantization for several weights; consecutive weights of one
+ * type in one launch, at most 4 to a launch) equals one matmul per weight, bit for bit. */
+enum { MANY_MAX = 8 };
+static void check_matmul_many(int64_t n_in, int64_t n_tok, int n, const df_type *types, const int64_t *outs) {
+    char shape[160], err[512] = "";
+    int len = snprintf(shape, sizeof shape, "%lld x [%lld ->", (long long)n_tok, (long long)n_in);
+    for (int i = 0; i < n && len > 0 && (size_t)len < sizeof shape; i++)
+        len += snprintf(shape + len, sizeof shape - (size_t)len, " %lld %s", (long long)outs[i], df_type_name(types[i]));
+    if (len > 0 && (size_t)len < sizeof shape) snprintf(shape + len, sizeof shape - (size_t)len, "]");
     df_backend *be = g_cuda;
-    wmat w[3];
-    df_weight host[3], bound[3];
-    const df_weight *wp[3];
-    float *dy[3] = {NULL, NULL, NULL}, *y1 = NULL, *y2 = NULL;
+    wmat w[MANY_MAX];
+    df_weight host[MANY_MAX], bound[MANY_MAX];
+    const df_weight *wp[MANY_MAX];
+    float *dy[MANY_MAX];
     bset b = {.be = be};
     int made = 0, bound_n = 0;
-    for (; made < 3 && make_weight(types[made], n_in, outs[made], &w[made]); made++) {}
-    if (made < 3) snprintf(err, sizeof err, "cannot quantize test data");
+    for (; made < n && make_weight(types[made], n_in, outs[made], &w[made]); made++) {}
+    if (made < n) snprintf(err, sizeof err, "cannot quantize test data");
     for (int i = 0; i < made && !err[0]; i++) {
         host[i] = (df_weight){.type = w[i].type, .ne = {n_in, outs[i], 1, 1}, .data = w[i].q, .size = w[i].bytes,
                               .name = "test.weight"};
@@ -339,11 +341,11 @@ static void check_matmul_many(int64_t n_in, int64_t n_tok) {
     float *dx = bput(&b, x, (size_t)(n_tok * n_in) * sizeof(float));
     long long diff = 0;
     if (!err[0]) {
-        for (int i = 0; i < 3; i++) dy[i] = bput(&b, NULL, (size_t)(n_tok * outs[i]) * sizeof(float));
-        if (!b.bad) bcheck(&b, be->ops->matmul_many(be, dx, n_tok, 3, wp, dy), "matmul_many");
-        for (int i = 0; i < 3 && !b.bad; i++) {
+        for (int i = 0; i < n; i++) dy[i] = bput(&b, NULL, (size_t)(n_tok * outs[i]) * sizeof(float));
+        if (!b.bad) bcheck(&b, be->ops->matmul_many(be, dx, n_tok, n, wp, dy), "matmul_many");
+        for (int i = 0; i < n && !b.bad; i++) {
             const size_t ny = (size_t)(n_tok * outs[i]);
-            y1 = fzero(ny), y2 = fzero(ny);
+            float *y1 = fzero(ny), *y2 = fzero(ny);
             bget(&b, y1, dy[i], ny * sizeof(float));
             if (!b.bad) bcheck(&b, be->ops->matmul(be, dx, n_tok, wp[i], dy[i]), "matmul");
             bget(&b, y2, dy[i], ny * sizeof(float));
@@ -359,6 +361,23 @@ static void check_matmul_many(int64_t n_in, int64_t n_tok) {
     bfree(&b);
     for (int i = 0; i < bound_n; i++) be->ops->unbind_weight(be, &bound[i]);
     for (int i = 0; i < made; i++) free_weight(&w[i]);
+}
+
+static void check_matmul_many_cases(void) {
+    /* a GDN layer's shape of calls: one type run of 4, one of 2, a lone one; then a run of 6 of
+     * one type (two launches), all types of the int8 path, and rows that take every K split */
+    static const df_type t1[] = {DF_TYPE_Q4_K, DF_TYPE_Q4_K, DF_TYPE_Q4_K, DF_TYPE_Q4_K,
+                                 DF_TYPE_Q6_K, DF_TYPE_Q6_K, DF_TYPE_Q8_0};
+    static const int64_t o1[] = {300, 48, 48, 2000, 77, 45, 45};
+    static const df_type t2[] = {DF_TYPE_Q4_K, DF_TYPE_Q4_K, DF_TYPE_Q4_K, DF_TYPE_Q4_K, DF_TYPE_Q4_K, DF_TYPE_Q4_K};
+    static const int64_t o2[] = {16, 17, 5000, 31, 300, 8};
+    static const df_type t3[] = {DF_TYPE_Q5_K, DF_TYPE_Q5_K, DF_TYPE_Q4_0, DF_TYPE_Q4_0, DF_TYPE_Q8_0};
+    static const int64_t o3[] = {100, 33, 64, 65, 129};
+    for (int64_t n = 1; n <= 16; n *= 2) check_matmul_many(512, n, 7, t1, o1);
+    check_matmul_many(1280, 3, 6, t2, o2);
+    check_matmul_many(1280, 9, 6, t2, o2);
+    check_matmul_many(768, 1, 5, t3, o3);
+    check_matmul_many(768, 24, 5, t3, o3);
 }
 
 /* ---- get_rows ---- */
@@ -1183,8 +1202,7 @@ int main(int argc, char **argv) {
     check_matmul(DF_TYPE_Q8_0, 608, 45, 64, 0);
     check_matmul(DF_TYPE_Q4_0, 800, 45, 24, 1);
     check_matmul_invariance(DF_TYPE_Q8_0, 608, 45);
-    for (int64_t n = 1; n <= 16; n *= 2) check_matmul_many(512, n);
-    check_matmul_many(1280, 3);
+    check_matmul_many_cases();
     check_matmul(DF_TYPE_Q8_0, 512, 77, 5, 1);
     check_matmul(DF_TYPE_F32, 100, 33, 3, 0);
     check_matmul(DF_TYPE_F16, 100, 33, 70, 0);

@@ -230,7 +230,9 @@ df_status cu_matmul(df_backend *be, const float *x, int64_t n_tok, const df_weig
 }
 
 /* Weights that read the same x (q/k/v, gate/up, the GDN in-projections): the int8 path
- * quantizes x once for all of them; anything else is one cu_matmul each. Same results. */
+ * quantizes x once for all of them and runs those of one type in one launch; anything else
+ * is one cu_matmul each. Same results. */
+enum { DF_MATMUL_MANY_MAX = 8 };
 df_status cu_matmul_many(df_backend *be, const float *x, int64_t n_tok, int n, const df_weight *const *w,
                          float *const *y) {
     cu_backend *cb = cu_impl(be);
@@ -247,10 +249,11 @@ df_status cu_matmul_many(df_backend *be, const float *x, int64_t n_tok, int n, c
     DF_TRY(cu_enter(cb, "matmul"));
     cu_mmq_act act;
     DF_TRY(cu_mmq_quantize(cb, x, (int)n_tok, (int)w[0]->ne[0], &act));
-    for (int i = 0; i < n; i++) {
-        size_t row_bytes;
-        df_type_row_size(w[i]->type, w[i]->ne[0], &row_bytes);
-        DF_TRY(cu_mmq_run(cb, &act, w[i], row_bytes, y[i]));
+    for (int i = 0; i < n; i += DF_MATMUL_MANY_MAX) {
+        const int k = n - i < DF_MATMUL_MANY_MAX ? n - i : DF_MATMUL_MANY_MAX;
+        size_t row_bytes[DF_MATMUL_MANY_MAX];
+        for (int j = 0; j < k; j++) df_type_row_size(w[i + j]->type, w[i + j]->ne[0], &row_bytes[j]);
+        DF_TRY(cu_mmq_run(cb, &act, k, w + i, row_bytes, y + i));
     }
     return DF_OK;
 }

@@ -445,6 +445,18 @@ template <> struct mmq_type<DF_TYPE_Q4_0> {
 
 /* ---- the kernel ---- */
 
+/* Up to MMQ_MAX_FUSED weights of one type reading the same activations, in one launch (the
+ * projections of a matmul_many): weight i owns blocks first[i] .. first[i + 1] - 1, with its
+ * own rows and K split, so each output is what a launch of its own computes. One launch
+ * instead of several saves the launch gaps and the ramp and tail of each (the small GDN beta /
+ * alpha and attention k / v matrices cost ~8 us a call on their own). */
+enum { MMQ_MAX_FUSED = 4 };
+typedef struct mmq_launch {
+    mmq_args a[MMQ_MAX_FUSED];
+    int first[MMQ_MAX_FUSED + 1];
+    int n;
+} mmq_launch;
+
 /* NT is the call's exact number of column tiles: no branch on it inside a unit, so a unit's
  * activation loads can all be issued before its arithmetic waits on any of them. Up to two
  * tiles, three blocks per SM (<= 80 registers): every split shape of the 27B model then fits in
@@ -452,12 +464,22 @@ template <> struct mmq_type<DF_TYPE_Q4_0> {
  * (H100, 27B shapes): three blocks beat two by 10% at 1 token and 5% at 16; loading the next
  * unit into a second register set while computing the current one was 15% slower. */
 template <int T, int NT>
-__global__ void __launch_bounds__(MMQ_WARPS * 32, NT <= 2 ? 3 : 2) mmq_kernel(const mmq_args a) {
+__global__ void __launch_bounds__(MMQ_WARPS * 32, NT <= 2 ? 3 : 2) mmq_kernel(const mmq_launch L) {
     typedef mmq_type<T> K;
     __shared__ float red[MMQ_WARPS][NT * 4][32];
+    /* this block's weight, picked with constant indices (a run-time index into the parameters
+     * would copy them to local memory) */
+    mmq_args a = L.a[0];
+    int first = 0;
+#pragma unroll
+    for (int i = 1; i < MMQ_MAX_FUSED; i++)
+        if (i < L.n && (int)blockIdx.x >= L.first[i]) {
+            a = L.a[i];
+            first = L.first[i];
+        }
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
     const int kw = a.kw, ks = warp % kw;
-    const int row0 = (blockIdx.x * (MMQ_WARPS / kw) + warp / kw) * MMQ_ROWS;
+    const int row0 = (((int)blockIdx.x - first) * (MMQ_WARPS / kw) + warp / kw) * MMQ_ROWS;
     /* rows past the end read the last row (valid memory) and store nothing */
     const uint8_t *row[2] = {a.w + (size_t)min(row0 + g, a.n_out - 1) * a.row_bytes,
                              a.w + (size_t)min(row0 + g + 8, a.n_out - 1) * a.row_bytes};
@@ -534,21 +556,21 @@ static int k_split(const cu_backend *cb, int n_out, int n_units) {
 }
 
 template <int T, int NT>
-static void launch(const mmq_args &a, unsigned grid, cudaStream_t s) {
-    mmq_kernel<T, NT><<<grid, MMQ_WARPS * 32, 0, s>>>(a);
+static void launch(const mmq_launch &l, cudaStream_t s) {
+    mmq_kernel<T, NT><<<(unsigned)l.first[l.n], MMQ_WARPS * 32, 0, s>>>(l);
 }
 
 template <int T>
-static void launch_nt(const mmq_args &a, unsigned grid, cudaStream_t s) {
-    switch (a.nt) {
-    case 1: launch<T, 1>(a, grid, s); break;
-    case 2: launch<T, 2>(a, grid, s); break;
-    case 3: launch<T, 3>(a, grid, s); break;
-    case 4: launch<T, 4>(a, grid, s); break;
-    case 5: launch<T, 5>(a, grid, s); break;
-    case 6: launch<T, 6>(a, grid, s); break;
-    case 7: launch<T, 7>(a, grid, s); break;
-    default: launch<T, 8>(a, grid, s); break;
+static void launch_nt(const mmq_launch &l, cudaStream_t s) {
+    switch (l.a[0].nt) {
+    case 1: launch<T, 1>(l, s); break;
+    case 2: launch<T, 2>(l, s); break;
+    case 3: launch<T, 3>(l, s); break;
+    case 4: launch<T, 4>(l, s); break;
+    case 5: launch<T, 5>(l, s); break;
+    case 6: launch<T, 6>(l, s); break;
+    case 7: launch<T, 7>(l, s); break;
+    default: launch<T, 8>(l, s); break;
     }
 }
 
@@ -566,49 +588,81 @@ df_status cu_mmq_quantize(cu_backend *cb, const float *x, int n_tok, int n_in, c
     return cu_quantize_act(cb, x, n_tok, n_in, act->xq, act->xds);
 }
 
-df_status cu_mmq_run(cu_backend *cb, const cu_mmq_act *act, const df_weight *w, size_t row_bytes, float *y) {
-    const int n_in = (int)w->ne[0], n_out = (int)w->ne[1], n_tok = act->n_tok, ntp = cu_mmq_tok_pad(n_tok);
-    if (n_in != act->n_in)
-        return df_fail(DF_ERR_INVALID, "matmul: %s: rows of %d elements, activations of %d",
-                       w->name ? w->name : "weight", n_in, act->n_in);
-    int unit = 256;
-    switch (w->type) {
-    case DF_TYPE_Q6_K: unit = mmq_type<DF_TYPE_Q6_K>::UNIT; break;
-    case DF_TYPE_Q8_0: unit = mmq_type<DF_TYPE_Q8_0>::UNIT; break;
-    case DF_TYPE_Q4_0: unit = mmq_type<DF_TYPE_Q4_0>::UNIT; break;
-    default: break;
+static int unit_of(df_type t) {
+    switch (t) {
+    case DF_TYPE_Q6_K: return mmq_type<DF_TYPE_Q6_K>::UNIT;
+    case DF_TYPE_Q8_0: return mmq_type<DF_TYPE_Q8_0>::UNIT;
+    case DF_TYPE_Q4_0: return mmq_type<DF_TYPE_Q4_0>::UNIT;
+    default: return 256;
     }
-    mmq_args a;
-    a.w = (const uint8_t *)w->data;
-    a.row_bytes = row_bytes;
-    a.n_out = n_out;
-    a.n_units = (n_in + unit - 1) / unit;
-    a.nb = n_in / 32;
-    a.kw = k_split(cb, n_out, a.n_units);
-    a.ntp = ntp;
-    a.nt = ntp / CU_MMQ_TOK_TILE;
-    a.n_tok = n_tok;
-    a.al4 = row_bytes % 4 == 0 && (uintptr_t)w->data % 4 == 0;
-    a.xq = act->xq;
-    a.xds = act->xds;
-    a.y = y;
-    const long long tiles = (n_out + MMQ_ROWS - 1) / MMQ_ROWS, per_block = MMQ_WARPS / a.kw;
-    const unsigned grid = (unsigned)((tiles + per_block - 1) / per_block);
-    switch (w->type) {
-    case DF_TYPE_Q4_K: launch_nt<DF_TYPE_Q4_K>(a, grid, cb->stream); break;
-    case DF_TYPE_Q5_K: launch_nt<DF_TYPE_Q5_K>(a, grid, cb->stream); break;
-    case DF_TYPE_Q6_K: launch_nt<DF_TYPE_Q6_K>(a, grid, cb->stream); break;
-    case DF_TYPE_Q8_0: launch_nt<DF_TYPE_Q8_0>(a, grid, cb->stream); break;
-    case DF_TYPE_Q4_0: launch_nt<DF_TYPE_Q4_0>(a, grid, cb->stream); break;
+}
+
+/* One launch for w[0..n-1] (n <= MMQ_MAX_FUSED, one type, rows of act->n_in). */
+static df_status run_fused(cu_backend *cb, const cu_mmq_act *act, int n, const df_weight *const *w,
+                           const size_t *row_bytes, float *const *y) {
+    const int n_in = act->n_in, unit = unit_of(w[0]->type), ntp = cu_mmq_tok_pad(act->n_tok);
+    mmq_launch l;
+    l.n = n;
+    l.first[0] = 0;
+    for (int i = 0; i < n; i++) {
+        mmq_args &a = l.a[i];
+        a.w = (const uint8_t *)w[i]->data;
+        a.row_bytes = row_bytes[i];
+        a.n_out = (int)w[i]->ne[1];
+        a.n_units = (n_in + unit - 1) / unit;
+        a.nb = n_in / 32;
+        a.kw = k_split(cb, a.n_out, a.n_units);
+        a.ntp = ntp;
+        a.nt = ntp / CU_MMQ_TOK_TILE;
+        a.n_tok = act->n_tok;
+        a.al4 = row_bytes[i] % 4 == 0 && (uintptr_t)w[i]->data % 4 == 0;
+        a.xq = act->xq;
+        a.xds = act->xds;
+        a.y = y[i];
+        const long long tiles = (a.n_out + MMQ_ROWS - 1) / MMQ_ROWS, per_block = MMQ_WARPS / a.kw;
+        l.first[i + 1] = l.first[i] + (int)((tiles + per_block - 1) / per_block);
+    }
+    for (int i = n; i < MMQ_MAX_FUSED; i++) {
+        l.a[i] = l.a[0];
+        l.first[i + 1] = l.first[n];
+    }
+    switch (w[0]->type) {
+    case DF_TYPE_Q4_K: launch_nt<DF_TYPE_Q4_K>(l, cb->stream); break;
+    case DF_TYPE_Q5_K: launch_nt<DF_TYPE_Q5_K>(l, cb->stream); break;
+    case DF_TYPE_Q6_K: launch_nt<DF_TYPE_Q6_K>(l, cb->stream); break;
+    case DF_TYPE_Q8_0: launch_nt<DF_TYPE_Q8_0>(l, cb->stream); break;
+    case DF_TYPE_Q4_0: launch_nt<DF_TYPE_Q4_0>(l, cb->stream); break;
     default:
-        return df_fail(DF_ERR_UNSUPPORTED, "matmul: %s: no int8 kernel for %s", w->name ? w->name : "weight",
-                       df_type_name(w->type));
+        return df_fail(DF_ERR_UNSUPPORTED, "matmul: %s: no int8 kernel for %s", w[0]->name ? w[0]->name : "weight",
+                       df_type_name(w[0]->type));
     }
     return cu_check_launch(cb, "matmul (int8)");
+}
+
+df_status cu_mmq_run(cu_backend *cb, const cu_mmq_act *act, int n, const df_weight *const *w,
+                     const size_t *row_bytes, float *const *y) {
+    for (int i = 0; i < n; i++)
+        if (w[i]->ne[0] != act->n_in)
+            return df_fail(DF_ERR_INVALID, "matmul: %s: rows of %lld elements, activations of %d",
+                           w[i]->name ? w[i]->name : "weight", (long long)w[i]->ne[0], act->n_in);
+    /* runs of consecutive weights of one type share a launch (DFLASH_CUDA_FUSE=0: one launch
+     * each, for timings) */
+    static int fuse = -1;
+    if (fuse < 0) {
+        const char *e = getenv("DFLASH_CUDA_FUSE");
+        fuse = e && *e && atoi(e) == 0 ? 1 : MMQ_MAX_FUSED;
+    }
+    for (int i = 0; i < n;) {
+        int k = 1;
+        while (i + k < n && k < fuse && w[i + k]->type == w[i]->type) k++;
+        DF_TRY(run_fused(cb, act, k, w + i, row_bytes + i, y + i));
+        i += k;
+    }
+    return DF_OK;
 }
 
 df_status cu_mmq(cu_backend *cb, const float *x, int n_tok, const df_weight *w, size_t row_bytes, float *y) {
     cu_mmq_act act;
     DF_TRY(cu_mmq_quantize(cb, x, n_tok, (int)w->ne[0], &act));
-    return cu_mmq_run(cb, &act, w, row_bytes, y);
+    return cu_mmq_run(cb, &act, 1, &w, &row_bytes, &y);
 }

@@ -40,14 +40,16 @@ bool cu_mmq_supported(const cu_backend *cb, const df_weight *w);
 df_status cu_mmq(cu_backend *cb, const float *x, int n_tok, const df_weight *w, size_t row_bytes, float *y);
 
 /* The same in two steps, for several weights that read one x (matmul_many): the activations
- * quantized once (into the backend's qscratch, valid until the next quantize), then each
- * weight's product. */
+ * quantized once (into the backend's qscratch, valid until the next quantize), then the
+ * products y[i] = x W[i]^T, consecutive weights of one type in one launch. Each y[i] is what
+ * cu_mmq computes for W[i] alone, bit for bit. */
 typedef struct cu_mmq_act {
     int8_t *xq;
     float2 *xds;
     int n_tok, n_in;
 } cu_mmq_act;
 df_status cu_mmq_quantize(cu_backend *cb, const float *x, int n_tok, int n_in, cu_mmq_act *act);
-df_status cu_mmq_run(cu_backend *cb, const cu_mmq_act *act, const df_weight *w, size_t row_bytes, float *y);
+df_status cu_mmq_run(cu_backend *cb, const cu_mmq_act *act, int n, const df_weight *const *w,
+                     const size_t *row_bytes, float *const *y);
 
 #endif
