@@ -489,9 +489,14 @@ __global__ void __launch_bounds__(MMQ_WARPS * 32, NT <= 2 ? 3 : 2) mmq_kernel(co
     for (int n = 0; n < NT; n++)
 #pragma unroll
         for (int e = 0; e < 4; e++) acc[n][e] = 0.0f;
+    /* The first unit's weights are loaded before waiting for the kernel that wrote the
+     * activations (the quantizer): launched as its programmatic dependent (launch_fused), this
+     * kernel starts while the quantizer runs, and those loads hide its own start. */
+    typename K::frag f;
+    if (u0 < u1) K::load(f, row, u0, t, a);
+    cu_wait_for_producer();
     for (int u = u0; u < u1; u++) {
-        typename K::frag f;
-        K::load(f, row, u, t, a);
+        if (u > u0) K::load(f, row, u, t, a);
         K::template dot<NT>(f, u, a, g, t, acc);
     }
     if (kw > 1) {
@@ -555,22 +560,34 @@ static int k_split(const cu_backend *cb, int n_out, int n_units) {
     return kw;
 }
 
+/* pdl: launched as a programmatic dependent of the previous kernel on the stream (sm_90), so
+ * it may start before that one ends; the kernel waits (cu_wait_for_producer) before it reads
+ * the activations. */
 template <int T, int NT>
-static void launch(const mmq_launch &l, cudaStream_t s) {
-    mmq_kernel<T, NT><<<(unsigned)l.first[l.n], MMQ_WARPS * 32, 0, s>>>(l);
+static cudaError_t launch(const mmq_launch &l, bool pdl, cudaStream_t s) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3((unsigned)l.first[l.n]);
+    cfg.blockDim = dim3(MMQ_WARPS * 32);
+    cfg.stream = s;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = pdl ? 1 : 0;
+    return cudaLaunchKernelEx(&cfg, mmq_kernel<T, NT>, l);
 }
 
 template <int T>
-static void launch_nt(const mmq_launch &l, cudaStream_t s) {
+static cudaError_t launch_nt(const mmq_launch &l, bool pdl, cudaStream_t s) {
     switch (l.a[0].nt) {
-    case 1: launch<T, 1>(l, s); break;
-    case 2: launch<T, 2>(l, s); break;
-    case 3: launch<T, 3>(l, s); break;
-    case 4: launch<T, 4>(l, s); break;
-    case 5: launch<T, 5>(l, s); break;
-    case 6: launch<T, 6>(l, s); break;
-    case 7: launch<T, 7>(l, s); break;
-    default: launch<T, 8>(l, s); break;
+    case 1: return launch<T, 1>(l, pdl, s);
+    case 2: return launch<T, 2>(l, pdl, s);
+    case 3: return launch<T, 3>(l, pdl, s);
+    case 4: return launch<T, 4>(l, pdl, s);
+    case 5: return launch<T, 5>(l, pdl, s);
+    case 6: return launch<T, 6>(l, pdl, s);
+    case 7: return launch<T, 7>(l, pdl, s);
+    default: return launch<T, 8>(l, pdl, s);
     }
 }
 
@@ -585,6 +602,7 @@ df_status cu_mmq_quantize(cu_backend *cb, const float *x, int n_tok, int n_in, c
     act->xds = (float2 *)((char *)buf + xq_bytes);
     act->n_tok = n_tok;
     act->n_in = n_in;
+    act->fresh = true;
     return cu_quantize_act(cb, x, n_tok, n_in, act->xq, act->xds);
 }
 
@@ -597,9 +615,10 @@ static int unit_of(df_type t) {
     }
 }
 
-/* One launch for w[0..n-1] (n <= MMQ_MAX_FUSED, one type, rows of act->n_in). */
+/* One launch for w[0..n-1] (n <= MMQ_MAX_FUSED, one type, rows of act->n_in); pdl: right
+ * after the quantizer that wrote act (see launch). */
 static df_status run_fused(cu_backend *cb, const cu_mmq_act *act, int n, const df_weight *const *w,
-                           const size_t *row_bytes, float *const *y) {
+                           const size_t *row_bytes, float *const *y, bool pdl) {
     const int n_in = act->n_in, unit = unit_of(w[0]->type), ntp = cu_mmq_tok_pad(act->n_tok);
     mmq_launch l;
     l.n = n;
@@ -626,20 +645,22 @@ static df_status run_fused(cu_backend *cb, const cu_mmq_act *act, int n, const d
         l.a[i] = l.a[0];
         l.first[i + 1] = l.first[n];
     }
+    cudaError_t e;
     switch (w[0]->type) {
-    case DF_TYPE_Q4_K: launch_nt<DF_TYPE_Q4_K>(l, cb->stream); break;
-    case DF_TYPE_Q5_K: launch_nt<DF_TYPE_Q5_K>(l, cb->stream); break;
-    case DF_TYPE_Q6_K: launch_nt<DF_TYPE_Q6_K>(l, cb->stream); break;
-    case DF_TYPE_Q8_0: launch_nt<DF_TYPE_Q8_0>(l, cb->stream); break;
-    case DF_TYPE_Q4_0: launch_nt<DF_TYPE_Q4_0>(l, cb->stream); break;
+    case DF_TYPE_Q4_K: e = launch_nt<DF_TYPE_Q4_K>(l, pdl, cb->stream); break;
+    case DF_TYPE_Q5_K: e = launch_nt<DF_TYPE_Q5_K>(l, pdl, cb->stream); break;
+    case DF_TYPE_Q6_K: e = launch_nt<DF_TYPE_Q6_K>(l, pdl, cb->stream); break;
+    case DF_TYPE_Q8_0: e = launch_nt<DF_TYPE_Q8_0>(l, pdl, cb->stream); break;
+    case DF_TYPE_Q4_0: e = launch_nt<DF_TYPE_Q4_0>(l, pdl, cb->stream); break;
     default:
         return df_fail(DF_ERR_UNSUPPORTED, "matmul: %s: no int8 kernel for %s", w[0]->name ? w[0]->name : "weight",
                        df_type_name(w[0]->type));
     }
+    if (e != cudaSuccess) return cu_fail(e, "matmul (int8)", "kernel launch");
     return cu_check_launch(cb, "matmul (int8)");
 }
 
-df_status cu_mmq_run(cu_backend *cb, const cu_mmq_act *act, int n, const df_weight *const *w,
+df_status cu_mmq_run(cu_backend *cb, cu_mmq_act *act, int n, const df_weight *const *w,
                      const size_t *row_bytes, float *const *y) {
     for (int i = 0; i < n; i++)
         if (w[i]->ne[0] != act->n_in)
@@ -647,15 +668,18 @@ df_status cu_mmq_run(cu_backend *cb, const cu_mmq_act *act, int n, const df_weig
                            w[i]->name ? w[i]->name : "weight", (long long)w[i]->ne[0], act->n_in);
     /* runs of consecutive weights of one type share a launch (DFLASH_CUDA_FUSE=0: one launch
      * each, for timings) */
-    static int fuse = -1;
+    static int fuse = -1, pdl = -1;
     if (fuse < 0) {
-        const char *e = getenv("DFLASH_CUDA_FUSE");
+        const char *e = getenv("DFLASH_CUDA_FUSE"), *p = getenv("DFLASH_CUDA_PDL");
         fuse = e && *e && atoi(e) == 0 ? 1 : MMQ_MAX_FUSED;
+        pdl = p && *p && atoi(p) == 0 ? 0 : 1;
     }
     for (int i = 0; i < n;) {
         int k = 1;
         while (i + k < n && k < fuse && w[i + k]->type == w[i]->type) k++;
-        DF_TRY(run_fused(cb, act, k, w + i, row_bytes + i, y + i));
+        /* only the launch right after the quantizer overlaps it (the quantizer lets it start) */
+        DF_TRY(run_fused(cb, act, k, w + i, row_bytes + i, y + i, pdl && i == 0 && act->fresh && cb->cc_major >= 9));
+        act->fresh = false;
         i += k;
     }
     return DF_OK;

@@ -47,9 +47,25 @@ typedef struct cu_mmq_act {
     int8_t *xq;
     float2 *xds;
     int n_tok, n_in;
+    bool fresh; /* the quantizer is the last kernel on the stream (nothing launched since) */
 } cu_mmq_act;
 df_status cu_mmq_quantize(cu_backend *cb, const float *x, int n_tok, int n_in, cu_mmq_act *act);
-df_status cu_mmq_run(cu_backend *cb, const cu_mmq_act *act, int n, const df_weight *const *w,
+df_status cu_mmq_run(cu_backend *cb, cu_mmq_act *act, int n, const df_weight *const *w,
                      const size_t *row_bytes, float *const *y);
+
+/* Programmatic dependent launch (sm_90): a kernel launched with the attribute may start while
+ * the previous kernel on the stream still runs; it must call cu_wait_for_producer before it
+ * reads what that kernel wrote, and the previous kernel lets it start early with
+ * cu_let_dependents_start. Both are no-ops below sm_90 and when not launched that way. */
+__device__ __forceinline__ void cu_wait_for_producer(void) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void cu_let_dependents_start(void) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
 
 #endif

@@ -11,6 +11,9 @@ enum { QA_WARPS = 8 };
 __global__ void __launch_bounds__(QA_WARPS * 32)
 quantize_act_kernel(const float *__restrict__ x, int n_tok, int n_in, int ntp, int8_t *__restrict__ xq,
                     float2 *__restrict__ xds) {
+    /* the matmul that reads xq may start now: it loads its first weights, then waits for
+     * this kernel to finish (cuda_mmq.cu) */
+    cu_let_dependents_start();
     const long long w = (long long)blockIdx.x * QA_WARPS + threadIdx.x / 32;
     const int lane = threadIdx.x % 32, nb = n_in / 32;
     if (w >= (long long)nb * ntp) return; /* the whole warp leaves together */
