@@ -47,6 +47,14 @@ typedef struct df_cpu_kernels {
     void (*sigmoid_mul_f32)(float *y, const float *a, const float *b, int64_t n);
     /* The index of the first largest element, NaNs skipped; -1 when all n are NaN. */
     int64_t (*argmax_f32)(const float *x, int64_t n);
+    /* One block of an online-softmax attention for one query row: df_attn_online_block below
+     * says what it computes. The SIMD version does per element exactly the operations of that
+     * loop over dot_f16 / dot_f32 and axpy_f16 / axpy_f32, in the same order, but in one
+     * function and with the accumulator row held in registers across the block's rows (one
+     * axpy per cache row stored the row and loaded it back every time), so its results are
+     * the same bits. */
+    void (*attn_block)(const float *q, int64_t d, float scale, bool f16, const void *kbase, const void *vbase,
+                       const int64_t *off, int64_t nb, float *s, float *m, float *l, float *o);
 } df_cpu_kernels;
 
 const df_cpu_kernels *df_cpu_kernels_get(void);
@@ -112,6 +120,14 @@ static inline void df_cpu_task_range(int64_t n, int task, int n_tasks, int64_t *
 static inline void df_attn_online_block(const df_cpu_kernels *K, const float *q, int64_t d, float scale,
                                         bool f16, const void *kbase, const void *vbase, const int64_t *off,
                                         int64_t nb, float *s, float *m, float *l, float *o) {
+    K->attn_block(q, d, scale, f16, kbase, vbase, off, nb, s, m, l, o);
+}
+
+/* The definition of a block, over a table's dot and axpy loops (the scalar table's attn_block,
+ * and the reference the SIMD one is tested against). */
+static inline void df_attn_block_ref(const df_cpu_kernels *K, const float *q, int64_t d, float scale,
+                                     bool f16, const void *kbase, const void *vbase, const int64_t *off,
+                                     int64_t nb, float *s, float *m, float *l, float *o) {
     const df_fp16 *k16 = kbase, *v16 = vbase;
     const float *k32 = kbase, *v32 = vbase;
     float mb = -INFINITY;

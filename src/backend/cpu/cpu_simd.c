@@ -53,6 +53,12 @@ static void axpy_f16_scalar(float *y, float a, const df_fp16 *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] += a * df_fp16_to_f32(x[i]);
 }
 
+static void attn_block_scalar(const float *q, int64_t d, float scale, bool f16, const void *kbase,
+                              const void *vbase, const int64_t *off, int64_t nb, float *s, float *m, float *l,
+                              float *o) {
+    df_attn_block_ref(&df_cpu_kernels_scalar, q, d, scale, f16, kbase, vbase, off, nb, s, m, l, o);
+}
+
 static void scale_f32_scalar(float *y, float a, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] *= a;
 }
@@ -193,6 +199,7 @@ const df_cpu_kernels df_cpu_kernels_scalar = {
     .silu_mul_f32 = silu_mul_f32_scalar,
     .sigmoid_mul_f32 = sigmoid_mul_f32_scalar,
     .argmax_f32 = argmax_f32_scalar,
+    .attn_block = attn_block_scalar,
 };
 
 /* ---- the run-time choice ---- */

@@ -95,6 +95,94 @@ DF_AVX2 static void scale_f32_avx2(float *y, float a, int64_t n) {
     for (; i < n; i++) y[i] *= a;
 }
 
+/* df_attn_block_ref with dot_*_avx2 and axpy_*_avx2: the scores, the maximum and the weights
+ * exactly as there; then the weighted sum of V rows with the loops swapped (64 columns at a
+ * time over all rows, in row order), which applies to each element the same fused
+ * multiply-adds in the same order as one axpy per row, with the columns' sums in registers
+ * instead of stored and loaded again for every row. */
+DF_AVX2 static void attn_block_avx2(const float *q, int64_t d, float scale, bool f16, const void *kbase,
+                                    const void *vbase, const int64_t *off, int64_t nb, float *s, float *m,
+                                    float *l, float *o) {
+    enum { MAX_ROWS = 256 };
+    if (nb > MAX_ROWS) {
+        df_attn_block_ref(&df_cpu_kernels_avx2, q, d, scale, f16, kbase, vbase, off, nb, s, m, l, o);
+        return;
+    }
+    const df_fp16 *k16 = kbase, *v16 = vbase;
+    const float *k32 = kbase, *v32 = vbase;
+    float mb = -INFINITY;
+    for (int64_t b = 0; b < nb; b++) {
+        s[b] = (f16 ? dot_f16_avx2(k16 + off[b], q, d) : dot_f32_avx2(k32 + off[b], q, d)) * scale;
+        if (s[b] > mb) mb = s[b];
+    }
+    if (mb > *m) {
+        if (*l > 0.0f) {
+            const float r = expf(*m - mb);
+            scale_f32_avx2(o, r, d);
+            *l *= r;
+        }
+        *m = mb;
+    }
+    float pw[MAX_ROWS];
+    for (int64_t b = 0; b < nb; b++) {
+        pw[b] = expf(s[b] - *m);
+        *l += pw[b];
+    }
+    /* 64 columns at a time: eight independent chains of fused multiply-adds, one per 8
+     * columns, in registers across the rows */
+    int64_t i = 0;
+    for (; i + 64 <= d; i += 64) {
+        /* named, not an array: at -O2 an array of accumulators stays on the stack */
+        __m256 a0 = _mm256_loadu_ps(o + i), a1 = _mm256_loadu_ps(o + i + 8), a2 = _mm256_loadu_ps(o + i + 16),
+               a3 = _mm256_loadu_ps(o + i + 24), a4 = _mm256_loadu_ps(o + i + 32), a5 = _mm256_loadu_ps(o + i + 40),
+               a6 = _mm256_loadu_ps(o + i + 48), a7 = _mm256_loadu_ps(o + i + 56);
+#define DF_ATTN_ACC8(LOAD, base)                                    \
+    do {                                                            \
+        a0 = _mm256_fmadd_ps(p, LOAD((base)), a0);                  \
+        a1 = _mm256_fmadd_ps(p, LOAD((base) + 8), a1);              \
+        a2 = _mm256_fmadd_ps(p, LOAD((base) + 16), a2);             \
+        a3 = _mm256_fmadd_ps(p, LOAD((base) + 24), a3);             \
+        a4 = _mm256_fmadd_ps(p, LOAD((base) + 32), a4);             \
+        a5 = _mm256_fmadd_ps(p, LOAD((base) + 40), a5);             \
+        a6 = _mm256_fmadd_ps(p, LOAD((base) + 48), a6);             \
+        a7 = _mm256_fmadd_ps(p, LOAD((base) + 56), a7);             \
+    } while (0)
+        if (f16)
+            for (int64_t b = 0; b < nb; b++) {
+                const __m256 p = _mm256_set1_ps(pw[b]);
+                DF_ATTN_ACC8(load_f16x8, v16 + off[b] + i);
+            }
+        else
+            for (int64_t b = 0; b < nb; b++) {
+                const __m256 p = _mm256_set1_ps(pw[b]);
+                DF_ATTN_ACC8(_mm256_loadu_ps, v32 + off[b] + i);
+            }
+#undef DF_ATTN_ACC8
+        _mm256_storeu_ps(o + i, a0);
+        _mm256_storeu_ps(o + i + 8, a1);
+        _mm256_storeu_ps(o + i + 16, a2);
+        _mm256_storeu_ps(o + i + 24, a3);
+        _mm256_storeu_ps(o + i + 32, a4);
+        _mm256_storeu_ps(o + i + 40, a5);
+        _mm256_storeu_ps(o + i + 48, a6);
+        _mm256_storeu_ps(o + i + 56, a7);
+    }
+    for (; i + 8 <= d; i += 8) {
+        __m256 acc = _mm256_loadu_ps(o + i);
+        for (int64_t b = 0; b < nb; b++)
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(pw[b]),
+                                  f16 ? load_f16x8(v16 + off[b] + i) : _mm256_loadu_ps(v32 + off[b] + i), acc);
+        _mm256_storeu_ps(o + i, acc);
+    }
+    /* the tail columns: one axpy's scalar tail per row, in row order */
+    if (i < d) {
+        for (int64_t b = 0; b < nb; b++) {
+            if (f16) axpy_f16_avx2(o + i, pw[b], v16 + off[b] + i, d - i);
+            else axpy_f32_avx2(o + i, pw[b], v32 + off[b] + i, d - i);
+        }
+    }
+}
+
 DF_AVX2 static float sumsq_f32_avx2(const float *x, int64_t n) { return dot_f32_avx2(x, x, n); }
 
 DF_AVX2 static void scale_mul_f32_avx2(float *y, const float *x, float s, const float *w, int64_t n) {
@@ -508,6 +596,7 @@ const df_cpu_kernels df_cpu_kernels_avx2 = {
     .silu_mul_f32 = silu_mul_f32_avx2,
     .sigmoid_mul_f32 = sigmoid_mul_f32_avx2,
     .argmax_f32 = argmax_f32_avx2,
+    .attn_block = attn_block_avx2,
 };
 
 const df_cpu_kernels df_cpu_kernels_avx512 = {
@@ -526,6 +615,7 @@ const df_cpu_kernels df_cpu_kernels_avx512 = {
     .silu_mul_f32 = df_cpu_silu_mul_f32_avx512,
     .sigmoid_mul_f32 = df_cpu_sigmoid_mul_f32_avx512,
     .argmax_f32 = argmax_f32_avx2,
+    .attn_block = attn_block_avx2,
 };
 
 #endif /* DF_CPU_HAVE_AVX2_BUILD */
