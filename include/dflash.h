@@ -72,7 +72,8 @@ typedef struct dflash_session_params {
     int32_t n_ctx;           /* context capacity in tokens; 0: min(training context, 4096) */
     int32_t max_batch;       /* tokens per forward call (prefill chunk); 0: 256 */
     bool kv_f32;             /* keep the KV cache in f32 instead of f16 */
-    int32_t block_size;      /* speculative block (bonus + drafts); 0: the drafter's own */
+    int32_t block_size;      /* speculative block (bonus + drafts); 0: the drafter's own, at
+                                most 4 on the CPU (engine/spec.h: DF_SPEC_CPU_BLOCK) */
     bool no_spec;            /* plain AR even when the model has a drafter */
     bool capture_f16;        /* keep the per-token GDN states of a verify in f16 (half the
                                 memory; see docs/ARCHITECTURE.md) instead of f32 */

@@ -27,7 +27,7 @@
 static void usage(FILE *f) {
     fprintf(f, "usage: dflash bench -m MODEL.gguf [options]\n"
                "  --draft PATH   also measure speculative decoding with this drafter\n"
-               "  --block N      speculative block size (default: the drafter's)\n"
+               "  --block N      speculative block size (default: the drafter's; 4 on the CPU)\n"
                "  -P TEXT        prompt text (default: a code prompt; random ids without a tokenizer)\n"
                "  -p N           prompt tokens when the prompt is random (default 256)\n"
                "  -n N           tokens to decode (default 64)\n"

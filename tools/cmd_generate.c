@@ -21,7 +21,7 @@ static void usage(FILE *f) {
             "  --stop TEXT      stop string (repeatable)\n"
             "  --ignore-eos     keep going past end-of-generation tokens\n"
             "  --draft PATH     DFlash drafter (GGUF or z-lab directory): speculative decoding\n"
-            "  --block N        speculative block size (default: the drafter's)\n"
+            "  --block N        speculative block size (default: the drafter's; 4 on the CPU)\n"
             "  --capture-f16    keep the verify's per-token GDN states in f16 (half the memory)\n"
             "  --ctx N          context size (default: min(training context, 4096))\n"
             "  --threads N      CPU threads (default: all)\n"

@@ -28,7 +28,8 @@ int dflash_session_create(dflash_model *m, const dflash_session_params *p, dflas
         st = df_qwen35_state_create(m->target, n_ctx, max_batch, p->kv_f32 ? DF_KV_F32 : DF_KV_F16,
                                     &s->st);
     if (st == DF_OK && m->draft && !p->no_spec) {
-        int64_t block = p->block_size > 0 ? p->block_size : m->draft->hp.block_size;
+        int64_t block = p->block_size > 0 ? p->block_size
+                                          : df_spec_default_block(be, (int)m->draft->hp.block_size);
         if (block > m->draft->hp.block_size)
             st = df_fail(DF_ERR_INVALID, "block size %lld is larger than the drafter's %lld",
                          (long long)block, (long long)m->draft->hp.block_size);

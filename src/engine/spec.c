@@ -18,6 +18,64 @@ static size_t conv_elems(const df_qwen35_hparams *hp) {
     return (size_t)((hp->conv_kernel - 1) * df_qwen35_conv_channels(hp));
 }
 
+/* Replay on the CPU (see spec.h): the per-token states of a verify cost more to write there
+ * than the accepted tokens cost to run again. f16 states exist only as captures. */
+static df_spec_rollback choose_rollback(const df_backend *be, df_state_type state_type) {
+    const char *env = getenv("DFLASH_SPEC_ROLLBACK");
+    if (env && !strcmp(env, "capture")) return DF_ROLLBACK_CAPTURE;
+    if (env && !strcmp(env, "replay")) return DF_ROLLBACK_REPLAY;
+    if (state_type != DF_STATE_F32) return DF_ROLLBACK_CAPTURE;
+    return be->ops->name && !strcmp(be->ops->name, "cpu") ? DF_ROLLBACK_REPLAY : DF_ROLLBACK_CAPTURE;
+}
+
+int df_spec_default_block(const df_backend *be, int drafter_block) {
+    const bool cpu = be->ops->name && !strcmp(be->ops->name, "cpu");
+    return cpu && drafter_block > DF_SPEC_CPU_BLOCK ? DF_SPEC_CPU_BLOCK : drafter_block;
+}
+
+/* n_gdn backend buffers of `bytes` each, in a NULL-terminated array (typed: a float ** is
+ * not written through a void ** here). */
+static df_status alloc_f32_layers(df_backend *be, int n_gdn, size_t bytes, float ***out) {
+    float **arr = calloc((size_t)n_gdn + 1, sizeof *arr);
+    *out = arr;
+    if (!arr) return df_fail(DF_ERR_NOMEM, "speculative decoding: out of memory");
+    for (int g = 0; g < n_gdn; g++) {
+        void *p;
+        DF_TRY(be->ops->alloc(be, bytes, &p));
+        arr[g] = p;
+    }
+    return DF_OK;
+}
+
+static df_status alloc_rollback(df_spec *sp, int block) {
+    const df_qwen35_state *st = sp->st;
+    const df_qwen35_hparams *hp = &st->m->hp;
+    df_backend *be = st->m->be;
+    const int n = st->n_gdn;
+    const size_t f = sizeof(float), B = (size_t)block;
+    if (sp->rollback == DF_ROLLBACK_CAPTURE) {
+        const size_t elem = sp->state_type == DF_STATE_F16 ? 2 : 4;
+        sp->gdn_state = calloc((size_t)n + 1, sizeof *sp->gdn_state);
+        if (!sp->gdn_state) return df_fail(DF_ERR_NOMEM, "speculative decoding: out of memory");
+        for (int g = 0; g < n; g++) DF_TRY(be->ops->alloc(be, B * ssm_elems(hp) * elem, &sp->gdn_state[g]));
+        return alloc_f32_layers(be, n, B * conv_elems(hp) * f, &sp->conv_state);
+    }
+    const size_t C = (size_t)df_qwen35_conv_channels(hp), H = (size_t)hp->n_v_head;
+    DF_TRY(alloc_f32_layers(be, n, ssm_elems(hp) * f, &sp->rp_ssm));
+    DF_TRY(alloc_f32_layers(be, n, conv_elems(hp) * f, &sp->rp_conv));
+    DF_TRY(alloc_f32_layers(be, n, B * C * f, &sp->rp_qkv_in));
+    DF_TRY(alloc_f32_layers(be, n, B * C * f, &sp->rp_qkv));
+    DF_TRY(alloc_f32_layers(be, n, B * H * f, &sp->rp_gate));
+    return alloc_f32_layers(be, n, B * H * f, &sp->rp_beta);
+}
+
+static void free_f32_layers(df_backend *be, int n_gdn, float **bufs) {
+    if (!bufs) return;
+    for (int g = 0; g < n_gdn; g++)
+        if (bufs[g]) be->ops->free(be, bufs[g]);
+    free(bufs);
+}
+
 df_status df_spec_create(df_qwen35_state *st, df_drafter *d, int block, df_state_type state_type,
                          df_spec **out) {
     *out = NULL;
@@ -41,19 +99,11 @@ df_status df_spec_create(df_qwen35_state *st, df_drafter *d, int block, df_state
     sp->d = d;
     sp->block = block;
     sp->state_type = state_type;
+    sp->rollback = choose_rollback(be, state_type);
     df_status rc = DF_OK;
     for (int i = 0; i < d->n_features && rc == DF_OK; i++)
         rc = be->ops->alloc(be, (size_t)(st->max_batch * hp->n_embd) * sizeof(float), (void **)&sp->hidden[i]);
-    sp->gdn_state = calloc((size_t)st->n_gdn + 1, sizeof *sp->gdn_state);
-    sp->conv_state = calloc((size_t)st->n_gdn + 1, sizeof *sp->conv_state);
-    if (rc == DF_OK && (!sp->gdn_state || !sp->conv_state))
-        rc = df_fail(DF_ERR_NOMEM, "speculative decoding: out of memory");
-    const size_t elem = state_type == DF_STATE_F16 ? 2 : 4;
-    for (int g = 0; g < st->n_gdn && rc == DF_OK; g++) {
-        rc = be->ops->alloc(be, (size_t)block * ssm_elems(hp) * elem, &sp->gdn_state[g]);
-        if (rc == DF_OK)
-            rc = be->ops->alloc(be, (size_t)block * conv_elems(hp) * sizeof(float), (void **)&sp->conv_state[g]);
-    }
+    if (rc == DF_OK) rc = alloc_rollback(sp, block);
     if (rc != DF_OK) {
         df_spec_free(sp);
         return rc;
@@ -61,10 +111,20 @@ df_status df_spec_create(df_qwen35_state *st, df_drafter *d, int block, df_state
     sp->cap_features = (df_qwen35_capture){.n_hidden = d->n_features, .hidden_layers = d->feature_layers,
                                            .hidden = sp->hidden};
     sp->cap_verify = sp->cap_features;
-    sp->cap_verify.gdn = true;
-    sp->cap_verify.gdn_state = sp->gdn_state;
-    sp->cap_verify.conv_state = sp->conv_state;
-    sp->cap_verify.state_type = state_type;
+    if (sp->rollback == DF_ROLLBACK_REPLAY) {
+        sp->cap_verify.replay = true;
+        sp->cap_verify.ssm_before = sp->rp_ssm;
+        sp->cap_verify.conv_before = sp->rp_conv;
+        sp->cap_verify.qkv_in = sp->rp_qkv_in;
+        sp->cap_verify.qkv = sp->rp_qkv;
+        sp->cap_verify.gate = sp->rp_gate;
+        sp->cap_verify.beta = sp->rp_beta;
+    } else {
+        sp->cap_verify.gdn = true;
+        sp->cap_verify.gdn_state = sp->gdn_state;
+        sp->cap_verify.conv_state = sp->conv_state;
+        sp->cap_verify.state_type = state_type;
+    }
     *out = sp;
     return DF_OK;
 }
@@ -72,14 +132,17 @@ df_status df_spec_create(df_qwen35_state *st, df_drafter *d, int block, df_state
 void df_spec_free(df_spec *sp) {
     if (!sp) return;
     df_backend *be = sp->st->m->be;
+    const int n = sp->st->n_gdn;
     for (int i = 0; i < DF_SPEC_MAX_FEATURES; i++)
         if (sp->hidden[i]) be->ops->free(be, sp->hidden[i]);
-    for (int g = 0; g < sp->st->n_gdn; g++) {
-        if (sp->gdn_state && sp->gdn_state[g]) be->ops->free(be, sp->gdn_state[g]);
-        if (sp->conv_state && sp->conv_state[g]) be->ops->free(be, sp->conv_state[g]);
-    }
+    if (sp->gdn_state)
+        for (int g = 0; g < n; g++)
+            if (sp->gdn_state[g]) be->ops->free(be, sp->gdn_state[g]);
     free(sp->gdn_state);
-    free(sp->conv_state);
+    /* after replays rp_ssm holds some of the state's original buffers and the state some of
+     * these: each side frees what it holds (df_qwen35_replay) */
+    float **f32[] = {sp->conv_state, sp->rp_ssm, sp->rp_conv, sp->rp_qkv_in, sp->rp_qkv, sp->rp_gate, sp->rp_beta};
+    for (size_t i = 0; i < sizeof f32 / sizeof f32[0]; i++) free_f32_layers(be, n, f32[i]);
     free(sp);
 }
 
@@ -124,7 +187,11 @@ df_status df_spec_commit(df_spec *sp, int n) {
         return df_fail(DF_ERR_INVALID, "speculative decoding: cannot commit %d of %d tokens", n, sp->block);
     double t0 = now_s();
     st->n_past = sp->verify_base + n;
-    if (n < sp->block) {
+    if (n < sp->block && sp->rollback == DF_ROLLBACK_REPLAY) {
+        /* The live state ran to the end of the block: run the first n tokens again from the
+         * state the verify started from. */
+        DF_TRY(df_qwen35_replay(st, &sp->cap_verify, n));
+    } else if (n < sp->block) {
         /* The live state ran to the end of the block: take token n-1's from the capture. */
         const size_t elem = sp->state_type == DF_STATE_F16 ? 2 : 4;
         for (int64_t l = 0; l < hp->n_layer; l++) {

@@ -12,8 +12,19 @@
  * Every target op is batch-invariant (backend.h), so greedy output is byte-identical to
  * plain autoregressive decoding.
  *
- * Capture memory (allocated once): per GDN layer B x (n_v_head x d_k x d_v x (4 or 2 bytes)
- * + (K-1) x conv channels x 4 bytes), plus max_batch x n_embd x 4 bytes per feature layer. */
+ * Two ways to roll the GDN layers back (df_spec_rollback): capture (above: the verify writes
+ * every token's recurrent state, commit copies one back; what a GPU does, its memory is fast
+ * and the kernel sequence stays fixed for its recorded graphs) and replay (the verify keeps the
+ * state from before it and each token's small recurrence inputs, commit re-runs the accepted
+ * tokens' recurrence; what a CPU does: the embedded pair's 16-token verify would otherwise
+ * write 12 MiB of states per step, which leave the cache, while re-running ~4 accepted tokens
+ * reads 768 KiB that are still in it). Replay and an f32 capture give the same bits (an f16
+ * capture rounds the restored state).
+ *
+ * Memory (allocated once), per GDN layer: capture B x (n_v_head x d_k x d_v x (4 or 2 bytes)
+ * + (K-1) x conv channels x 4 bytes); replay n_v_head x d_k x d_v x 4 + (K-1 + 2B) x conv
+ * channels x 4 + 2B x n_v_head x 4 bytes; plus max_batch x n_embd x 4 bytes per feature
+ * layer. */
 #ifndef DF_ENGINE_SPEC_H
 #define DF_ENGINE_SPEC_H
 
@@ -37,6 +48,11 @@ typedef struct df_drafter {
     df_status (*propose)(void *self, int32_t bonus, int n, int32_t *out);
 } df_drafter;
 
+typedef enum df_spec_rollback {
+    DF_ROLLBACK_CAPTURE = 0,    /* per-token states written by the verify */
+    DF_ROLLBACK_REPLAY = 1,     /* saved state + recurrence inputs, re-run on commit */
+} df_spec_rollback;
+
 typedef struct df_spec_stats {
     int64_t n_verify;                           /* verify forwards */
     int64_t n_accepted;                         /* drafts accepted, summed */
@@ -49,9 +65,13 @@ typedef struct df_spec {
     df_drafter *d;
     int block;                                  /* B for this session */
     df_state_type state_type;
+    df_spec_rollback rollback;
     float *hidden[DF_SPEC_MAX_FEATURES];        /* [max_batch][n_embd] each */
+    /* capture: */
     void **gdn_state;                           /* [n_gdn] x [B][n_v_head][d_k][d_v] */
     float **conv_state;                         /* [n_gdn] x [B][K-1][channels] */
+    /* replay: [n_gdn] x the buffers of df_qwen35_capture's replay fields */
+    float **rp_ssm, **rp_conv, **rp_qkv_in, **rp_qkv, **rp_gate, **rp_beta;
     df_qwen35_capture cap_features, cap_verify;
     /* the last verify */
     int64_t verify_base;                        /* n_past before it */
@@ -60,7 +80,19 @@ typedef struct df_spec {
     df_spec_stats stats;
 } df_spec;
 
-/* block <= the drafter's block size and <= the state's max_batch, >= 2. */
+/* The block a session takes when none is asked for: the drafter's own, but at most
+ * DF_SPEC_CPU_BLOCK on the CPU, where a verify of B tokens costs more than one decode step
+ * per few tokens (compute-bound matmuls) and a drafter step grows with B too, so the extra
+ * acceptance of a long block does not pay for it: over the held-out prompts on a 2-core CPU,
+ * B = 4 beat 2, 3, 5, 6, 8 and 16 (docs/PERF.md, "CPU: where a speculative step's time
+ * goes"). */
+#define DF_SPEC_CPU_BLOCK 4
+int df_spec_default_block(const df_backend *be, int drafter_block);
+
+/* block <= the drafter's block size and <= the state's max_batch, >= 2. The rollback is
+ * chosen here: capture when state_type is f16 (a choice only capture has) or the backend is
+ * not the CPU, replay on the CPU; the environment variable DFLASH_SPEC_ROLLBACK=capture or
+ * =replay overrides it (measurements, tests). */
 df_status df_spec_create(df_qwen35_state *st, df_drafter *d, int block, df_state_type state_type,
                          df_spec **out);
 void df_spec_free(df_spec *sp);

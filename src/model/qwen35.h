@@ -104,6 +104,17 @@ typedef struct df_qwen35_capture {
     void **gdn_state;
     float **conv_state;
     df_state_type state_type;
+    /* Replay, the alternative to gdn (set one or neither): per GDN layer g the forward keeps
+     * the state from before the call, ssm_before[g] [n_v_head][d_k][d_v] and conv_before[g]
+     * [K-1][channels], and writes the recurrence inputs of every token straight into
+     * qkv_in[g] (the conv's input) and qkv[g] (its output, q and k l2-normed), both
+     * [n_tok][channels], and gate[g] / beta[g] [n_tok][n_v_head], in place of its scratch.
+     * df_qwen35_replay then rebuilds the state after any prefix of the call by running that
+     * prefix's recurrence again: a few KiB per token kept instead of a whole state per token
+     * (on a CPU the per-token states of a 16-token verify leave the cache; on a GPU they are
+     * cheap, and a fixed kernel sequence suits its recorded graphs). */
+    bool replay;
+    float **ssm_before, **conv_before, **qkv_in, **qkv, **gate, **beta;
 } df_qwen35_capture;
 
 typedef struct df_qwen35_state {
@@ -164,6 +175,16 @@ typedef enum df_logits_mode {
  * capture may be NULL. n_tok <= max_batch and n_past + n_tok <= n_ctx. */
 df_status df_qwen35_forward(df_qwen35_state *s, const int32_t *ids, int64_t n_tok,
                             df_logits_mode mode, const df_qwen35_capture *capture);
+
+/* After a forward of n_tok tokens that ran with a replay capture (cap->replay): sets every
+ * GDN layer's recurrent and conv state to what it was after the first n of those tokens
+ * (1 <= n <= n_tok), by restoring the saved state and running the recurrence of tokens
+ * 0..n-1 again with the same kernel on the same inputs, so the result is bitwise what the
+ * forward computed. Attention rows are not touched (set n_past or truncate). The saved
+ * recurrent state is restored by exchanging buffers: s->ssm[l] and cap->ssm_before[g] trade
+ * places (both are backend buffers of one state's size; whoever holds one at the end frees
+ * it), so run it once per forward; the next forward with the capture saves again. */
+df_status df_qwen35_replay(df_qwen35_state *s, df_qwen35_capture *cap, int64_t n);
 
 /* A prompt of any length: forwards of up to max_batch tokens, logits (DF_LOGITS_LAST) only
  * for the last one. With a capture, on_chunk(ctx, n) runs after each forward of n tokens, while

@@ -17,6 +17,14 @@
 
 #define OPS (be->ops)
 
+static size_t ssm_bytes(const df_qwen35_hparams *hp) {
+    return (size_t)(hp->n_v_head * hp->d_k * hp->d_v) * sizeof(float);
+}
+
+static size_t conv_state_bytes(const df_qwen35_hparams *hp) {
+    return (size_t)((hp->conv_kernel - 1) * df_qwen35_conv_channels(hp)) * sizeof(float);
+}
+
 static df_status gdn_mixer(df_qwen35_state *s, int64_t l, int64_t T,
                            const df_qwen35_capture *cap) {
     const df_qwen35 *m = s->m;
@@ -25,13 +33,21 @@ static df_status gdn_mixer(df_qwen35_state *s, int64_t l, int64_t T,
     df_backend *be = m->be;
     const int64_t C = df_qwen35_conv_channels(hp);
     const int64_t qk = hp->n_k_head * hp->d_k, vd = hp->n_v_head * hp->d_v;
-    float *qkv = s->wide_a, *conv = s->wide_b, *z = s->mid_a, *core = s->mid_b;
+    const int gi = s->gdn_index[l];
+    /* A replay capture takes the recurrence inputs where they are computed: no copies. */
+    const bool replay = cap && cap->replay;
+    float *qkv = replay ? cap->qkv_in[gi] : s->wide_a, *conv = replay ? cap->qkv[gi] : s->wide_b;
+    float *gate = replay ? cap->gate[gi] : s->g, *beta = replay ? cap->beta[gi] : s->beta;
+    float *z = s->mid_a, *core = s->mid_b;
+    if (replay) {
+        DF_TRY(OPS->copy(be, cap->ssm_before[gi], s->ssm[l], ssm_bytes(hp)));
+        DF_TRY(OPS->copy(be, cap->conv_before[gi], s->conv[l], conv_state_bytes(hp)));
+    }
 
     const df_weight *in_w[4] = {&L->wqkv, &L->wgate, &L->wbeta, &L->walpha};
     float *const in_y[4] = {qkv, z, s->gate_b, s->gate_a};
     DF_TRY(df_backend_matmuls(be, s->h, T, 4, in_w, in_y));
 
-    const int gi = s->gdn_index[l];
     float *conv_cap = cap && cap->gdn ? cap->conv_state[gi] : NULL;
     DF_TRY(OPS->conv1d_silu(be, qkv, C, T, C, L->conv1d.data, hp->conv_kernel, s->conv[l], conv,
                             C, conv_cap));
@@ -42,10 +58,10 @@ static df_status gdn_mixer(df_qwen35_state *s, int64_t l, int64_t T,
     DF_TRY(OPS->l2norm_heads(be, &q, L2NORM_EPS));
     DF_TRY(OPS->l2norm_heads(be, &k, L2NORM_EPS));
     DF_TRY(OPS->gdn_gates(be, s->gate_a, s->gate_b, L->dt_bias.data, L->ssm_a.data, T,
-                          hp->n_v_head, s->g, s->beta));
+                          hp->n_v_head, gate, beta));
 
     df_gdn_args args = {
-        .q = q, .k = k, .v = v, .g = s->g, .beta = s->beta, .state = s->ssm[l],
+        .q = q, .k = k, .v = v, .g = gate, .beta = beta, .state = s->ssm[l],
         .out = {core, T, hp->n_v_head, hp->d_v, vd, hp->d_v},
         .capture = cap && cap->gdn ? cap->gdn_state[gi] : NULL,
         .capture_type = cap ? cap->state_type : DF_STATE_F32,
@@ -126,11 +142,13 @@ static int graph_key(const forward_call *c, uintptr_t key[DF_GRAPH_KEY_WORDS]) {
     key[n++] = (uintptr_t)c->mode;
     key[n++] = cap ? 1 + (uintptr_t)cap->n_hidden : 0;
     if (!cap) return n;
-    key[n++] = cap->gdn;
+    key[n++] = (uintptr_t)cap->gdn | (uintptr_t)cap->replay << 1;
     key[n++] = (uintptr_t)cap->state_type;
-    key[n++] = (uintptr_t)cap->gdn_state;
-    key[n++] = cap->gdn && cap->gdn_state ? (uintptr_t)cap->gdn_state[0] : 0;
-    key[n++] = cap->gdn && cap->conv_state ? (uintptr_t)cap->conv_state[0] : 0;
+    key[n++] = cap->replay ? (uintptr_t)cap->qkv_in : (uintptr_t)cap->gdn_state;
+    key[n++] = cap->gdn && cap->gdn_state ? (uintptr_t)cap->gdn_state[0]
+               : cap->replay && cap->qkv_in ? (uintptr_t)cap->qkv_in[0] : 0;
+    key[n++] = cap->gdn && cap->conv_state ? (uintptr_t)cap->conv_state[0]
+               : cap->replay && cap->ssm_before ? (uintptr_t)cap->ssm_before[0] : 0;
     for (int i = 0; i < cap->n_hidden; i++) {
         key[n++] = (uintptr_t)cap->hidden_layers[i];
         key[n++] = (uintptr_t)cap->hidden[i];
@@ -152,6 +170,10 @@ df_status df_qwen35_forward(df_qwen35_state *s, const int32_t *ids, int64_t T,
     if (mode == DF_LOGITS_ALL && T > s->logit_rows)
         return df_fail(DF_ERR_INVALID, "qwen35 forward: logits for %lld tokens asked, at most %lld",
                        (long long)T, (long long)s->logit_rows);
+    if (cap && cap->replay && (cap->gdn || T >= s->gdn_chunked_min))
+        return df_fail(DF_ERR_INVALID, "qwen35 forward: a replay capture is for calls of fewer than "
+                       "%lld tokens (the recurrent form, which the replay repeats) without per-token "
+                       "states; this call has %lld", (long long)s->gdn_chunked_min, (long long)T);
     for (int64_t t = 0; t < T; t++)
         if (ids[t] < 0 || ids[t] >= hp->n_vocab)
             return df_fail(DF_ERR_INVALID, "qwen35 forward: token id %d outside the vocabulary (%lld)",
@@ -211,6 +233,55 @@ static df_status forward_body(void *call) {
                         hp->rms_eps));
     DF_TRY(OPS->matmul(be, s->h, rows, &m->output, s->logits));
     return OPS->argmax_rows(be, s->logits, rows, hp->n_vocab, hp->n_vocab, s->argmax);
+}
+
+df_status df_qwen35_replay(df_qwen35_state *s, df_qwen35_capture *cap, int64_t n) {
+    const df_qwen35 *m = s->m;
+    const df_qwen35_hparams *hp = &m->hp;
+    df_backend *be = m->be;
+    if (!cap || !cap->replay)
+        return df_fail(DF_ERR_INVALID, "qwen35 replay: the capture kept no replay inputs");
+    if (n < 1 || n > s->max_batch)
+        return df_fail(DF_ERR_INVALID, "qwen35 replay: %lld tokens (1..%lld)", (long long)n,
+                       (long long)s->max_batch);
+    const int64_t C = df_qwen35_conv_channels(hp), keep = hp->conv_kernel - 1;
+    const int64_t qk = hp->n_k_head * hp->d_k, vd = hp->n_v_head * hp->d_v;
+    const size_t row = (size_t)C * sizeof(float);
+    for (int64_t l = 0; l < hp->n_layer; l++) {
+        const int gi = s->gdn_index[l];
+        if (gi < 0) continue;
+        /* The conv state is the last K-1 inputs: of the saved rows, those the n tokens did
+         * not push out, then the newest of the n tokens' inputs. */
+        const int64_t from_old = keep > n ? keep - n : 0, from_new = keep - from_old;
+        if (from_old)
+            DF_TRY(OPS->copy(be, s->conv[l], cap->conv_before[gi] + (keep - from_old) * C,
+                             (size_t)from_old * row));
+        DF_TRY(OPS->copy(be, s->conv[l] + from_old * C, cap->qkv_in[gi] + (n - from_new) * C,
+                         (size_t)from_new * row));
+        /* The saved state becomes the live one by swapping the two buffers, not copying: the
+         * one the forward ran to the end of the call is free for the next save. Then the
+         * recurrence over the same q, k, v, gate and beta, in the same kernel as the forward:
+         * the state after token n-1 comes out bit for bit. Its outputs go to scratch (the
+         * forward already produced them). */
+        float *live = s->ssm[l];
+        s->ssm[l] = cap->ssm_before[gi];
+        cap->ssm_before[gi] = live;
+        float *conv = cap->qkv[gi];
+        df_gdn_args args = {
+            .q = {conv, n, hp->n_k_head, hp->d_k, C, hp->d_k},
+            .k = {conv + qk, n, hp->n_k_head, hp->d_k, C, hp->d_k},
+            .v = {conv + 2 * qk, n, hp->n_v_head, hp->d_v, C, hp->d_v},
+            .g = cap->gate[gi], .beta = cap->beta[gi], .state = s->ssm[l],
+            .out = {s->mid_b, n, hp->n_v_head, hp->d_v, vd, hp->d_v},
+            .capture = NULL, .capture_type = DF_STATE_F32,
+            .head_map = DF_GDN_HEADS_TILED,
+            .q_scale = 0.0f,
+        };
+        /* The forward took the recurrent form for calls shorter than gdn_chunked_min; a
+         * replay is always shorter than the call it replays. */
+        DF_TRY(OPS->gdn_recurrent(be, &args));
+    }
+    return DF_OK;
 }
 
 df_status df_qwen35_prefill(df_qwen35_state *s, const int32_t *ids, size_t n,

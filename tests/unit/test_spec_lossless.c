@@ -22,25 +22,7 @@
 
 #define MAX_TOK 512
 
-typedef struct model {
-    df_gguf *g;
-    df_backend *be;
-    df_qwen35 *m;
-} model;
-
-static void load_model(model *mo, const char *name) {
-    char gguf[1024];
-    cr_assert_eq(test_fixture_gguf(name, "f32", gguf, sizeof gguf), 0, "dflash convert failed for %s", name);
-    cr_assert_eq(df_gguf_open(gguf, &mo->g), DF_OK, "%s", df_last_error());
-    cr_assert_eq(df_backend_cpu_create(2, &mo->be), DF_OK);
-    cr_assert_eq(df_qwen35_load(mo->g, mo->be, &mo->m), DF_OK, "%s", df_last_error());
-}
-
-static void free_model(model *mo) {
-    df_qwen35_free(mo->m);
-    df_backend_destroy(mo->be);
-    df_gguf_close(mo->g);
-}
+typedef test_model model;
 
 /* ---- runs ---------------------------------------------------------------------------- */
 
@@ -176,7 +158,7 @@ static bool check_lossless(model *mo, const int32_t *prompt, int n_prompt, int n
 
 static void suite(const char *name, bool eos_case_required) {
     model mo;
-    load_model(&mo, name);
+    test_model_load(&mo, name);
     df_rng rng;
     df_rng_seed(&rng, 99);
     int n_eos_cases = 0;
@@ -196,7 +178,7 @@ static void suite(const char *name, bool eos_case_required) {
         n_eos_cases += check_lossless(&mo, prompt, n_prompt, 30, true, label);
     }
     if (eos_case_required) cr_expect(n_eos_cases > 0, "%s: no prompt gave an EOS-inside-a-block case", name);
-    free_model(&mo);
+    test_model_free(&mo);
 }
 
 Test(spec_lossless, tiny_a, .timeout = 600) { suite("tiny_a", true); }

@@ -1,5 +1,12 @@
 #include "helpers/fixture_models.h"
 
+#include <criterion/criterion.h>
+
+#include "backend/backend.h"
+#include "base/status.h"
+#include "format/gguf.h"
+#include "model/qwen35.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -26,4 +33,18 @@ int test_fixture_gguf(const char *name, const char *type, char *path, size_t cap
              "mv '%s.%d.tmp' '%s'",
              DFLASH_BINARY_DIR, DFLASH_CLI, dir, path, (int)getpid(), type, path, (int)getpid(), path);
     return system(cmd) == 0 ? 0 : -1;
+}
+
+void test_model_load(test_model *mo, const char *name) {
+    char gguf[1024];
+    cr_assert_eq(test_fixture_gguf(name, "f32", gguf, sizeof gguf), 0, "dflash convert failed for %s", name);
+    cr_assert_eq(df_gguf_open(gguf, &mo->g), DF_OK, "%s", df_last_error());
+    cr_assert_eq(df_backend_cpu_create(2, &mo->be), DF_OK);
+    cr_assert_eq(df_qwen35_load(mo->g, mo->be, &mo->m), DF_OK, "%s", df_last_error());
+}
+
+void test_model_free(test_model *mo) {
+    df_qwen35_free(mo->m);
+    df_backend_destroy(mo->be);
+    df_gguf_close(mo->g);
 }

@@ -11,4 +11,16 @@ void test_fixture_dir(const char *name, char *dir, size_t cap);
  * the conversion failed (the test then fails with the command in its message). */
 int test_fixture_gguf(const char *name, const char *type, char *path, size_t cap);
 
+/* A fixture's f32 GGUF loaded on a 2-thread CPU backend (asserts on failure). */
+struct df_gguf;
+struct df_backend;
+struct df_qwen35;
+typedef struct test_model {
+    struct df_gguf *g;
+    struct df_backend *be;
+    struct df_qwen35 *m;
+} test_model;
+void test_model_load(test_model *mo, const char *name);
+void test_model_free(test_model *mo);
+
 #endif
