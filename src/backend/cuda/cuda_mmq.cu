@@ -455,6 +455,7 @@ typedef struct mmq_launch {
     mmq_args a[MMQ_MAX_FUSED];
     int first[MMQ_MAX_FUSED + 1];
     int n;
+    int warps; /* per block: MMQ_WARPS, or half that where every K split is <= 2 (run_fused) */
 } mmq_launch;
 
 /* NT is the call's exact number of column tiles: no branch on it inside a unit, so a unit's
@@ -463,10 +464,10 @@ typedef struct mmq_launch {
  * one wave on 132 SMs. Above that two (at 80 registers the accumulators would spill). Measured
  * (H100, 27B shapes): three blocks beat two by 10% at 1 token and 5% at 16; loading the next
  * unit into a second register set while computing the current one was 15% slower. */
-template <int T, int NT>
-__global__ void __launch_bounds__(MMQ_WARPS * 32, NT <= 2 ? 3 : 2) mmq_kernel(const mmq_launch L) {
+template <int T, int NT, int W>
+__global__ void __launch_bounds__(W * 32, (NT <= 2 ? 3 : 2) * MMQ_WARPS / W) mmq_kernel(const mmq_launch L) {
     typedef mmq_type<T> K;
-    __shared__ float red[MMQ_WARPS][NT * 4][32];
+    __shared__ float red[W][NT * 4][32];
     /* this block's weight, picked with constant indices (a run-time index into the parameters
      * would copy them to local memory) */
     mmq_args a = L.a[0];
@@ -479,7 +480,7 @@ __global__ void __launch_bounds__(MMQ_WARPS * 32, NT <= 2 ? 3 : 2) mmq_kernel(co
         }
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
     const int kw = a.kw, ks = warp % kw;
-    const int row0 = (((int)blockIdx.x - first) * (MMQ_WARPS / kw) + warp / kw) * MMQ_ROWS;
+    const int row0 = (((int)blockIdx.x - first) * (W / kw) + warp / kw) * MMQ_ROWS;
     /* rows past the end read the last row (valid memory) and store nothing */
     const uint8_t *row[2] = {a.w + (size_t)min(row0 + g, a.n_out - 1) * a.row_bytes,
                              a.w + (size_t)min(row0 + g + 8, a.n_out - 1) * a.row_bytes};
@@ -563,18 +564,23 @@ static int k_split(const cu_backend *cb, int n_out, int n_units) {
 /* pdl: launched as a programmatic dependent of the previous kernel on the stream (sm_90), so
  * it may start before that one ends; the kernel waits (cu_wait_for_producer) before it reads
  * the activations. */
-template <int T, int NT>
-static cudaError_t launch(const mmq_launch &l, bool pdl, cudaStream_t s) {
+template <int T, int NT, int W>
+static cudaError_t launch_w(const mmq_launch &l, bool pdl, cudaStream_t s) {
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = dim3((unsigned)l.first[l.n]);
-    cfg.blockDim = dim3(MMQ_WARPS * 32);
+    cfg.blockDim = dim3(W * 32);
     cfg.stream = s;
     cudaLaunchAttribute attr[1];
     attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attr[0].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = attr;
     cfg.numAttrs = pdl ? 1 : 0;
-    return cudaLaunchKernelEx(&cfg, mmq_kernel<T, NT>, l);
+    return cudaLaunchKernelEx(&cfg, mmq_kernel<T, NT, W>, l);
+}
+
+template <int T, int NT>
+static cudaError_t launch(const mmq_launch &l, bool pdl, cudaStream_t s) {
+    return l.warps == MMQ_WARPS / 2 ? launch_w<T, NT, MMQ_WARPS / 2>(l, pdl, s) : launch_w<T, NT, MMQ_WARPS>(l, pdl, s);
 }
 
 template <int T>
@@ -623,6 +629,18 @@ static df_status run_fused(cu_backend *cb, const cu_mmq_act *act, int n, const d
     mmq_launch l;
     l.n = n;
     l.first[0] = 0;
+    /* Blocks of half the warps where no weight splits K more than 2 ways (the tall FFN gate /
+     * up): twice the blocks spread more evenly over the SMs. Where K splits 4 or 8 ways the
+     * full block measured faster (H100, 27B shapes: docs/PERF.md). The results do not depend
+     * on it: each row tile's K split is the same. DFLASH_CUDA_HALF_BLOCKS=0 turns it off. */
+    static int half = -1;
+    if (half < 0) {
+        const char *e = getenv("DFLASH_CUDA_HALF_BLOCKS");
+        half = e && *e && atoi(e) == 0 ? 0 : 1;
+    }
+    l.warps = MMQ_WARPS / (half ? 2 : 1);
+    for (int i = 0; i < n; i++)
+        if (k_split(cb, (int)w[i]->ne[1], (n_in + unit - 1) / unit) > 2) l.warps = MMQ_WARPS;
     for (int i = 0; i < n; i++) {
         mmq_args &a = l.a[i];
         a.w = (const uint8_t *)w[i]->data;
@@ -638,7 +656,7 @@ static df_status run_fused(cu_backend *cb, const cu_mmq_act *act, int n, const d
         a.xq = act->xq;
         a.xds = act->xds;
         a.y = y[i];
-        const long long tiles = (a.n_out + MMQ_ROWS - 1) / MMQ_ROWS, per_block = MMQ_WARPS / a.kw;
+        const long long tiles = (a.n_out + MMQ_ROWS - 1) / MMQ_ROWS, per_block = l.warps / a.kw;
         l.first[i + 1] = l.first[i] + (int)((tiles + per_block - 1) / per_block);
     }
     for (int i = n; i < MMQ_MAX_FUSED; i++) {
