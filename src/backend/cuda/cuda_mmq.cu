@@ -172,6 +172,43 @@ __device__ __forceinline__ void k4_scales(uint4 h, float *d, float *dmin, uint32
     mn[1] = (h.w >> 4 & 0x0f0f0f0fu) | (h.z >> 2 & 0x30303030u);
 }
 
+/* The arithmetic of a Q4_K or Q5_K unit (the same but for the fifth bit): h = each row's d,
+ * dmin and scales, q = its nibbles as laid out below (perm8), qh = Q5_K's high bits. */
+template <int NT, bool Q5>
+__device__ __forceinline__ void k45_dot(const uint4 h[2], const uint2 q[2][4], const uint2 *qh, int u,
+                                        const mmq_args &a, int g, int t, float (&acc)[NT][4]) {
+    float d[2], dmin[2];
+    uint32_t sc[2][2], mn[2][2];
+#pragma unroll
+    for (int r = 0; r < 2; r++) k4_scales(h[r], &d[r], &dmin[r], sc[r], mn[r]);
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+        const int c = j / 2, sh = 4 * (j % 2);
+        uint32_t ax[2], ay[2];
+        float dw[2], mw[2];
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            ax[r] = q[r][c].x >> sh & 0x0f0f0f0fu;
+            ay[r] = q[r][c].y >> sh & 0x0f0f0f0fu;
+            if (Q5) {
+                ax[r] |= (qh[r].x >> j & 0x01010101u) << 4;
+                ay[r] |= (qh[r].y >> j & 0x01010101u) << 4;
+            }
+            dw[r] = __fmul_rn(d[r], __uint2float_rn(byte_of(sc[r][j / 4], j % 4)));
+            mw[r] = __fmul_rn(dmin[r], __uint2float_rn(byte_of(mn[r][j / 4], j % 4)));
+        }
+        const int blk = u * 8 + j;
+#pragma unroll
+        for (int n = 0; n < NT; n++) {
+            const uint2 b = act8(a, blk, 8 * n + g, 8 * t);
+            const float4 ds = act_ds(a, blk, 8 * n + 2 * t);
+            int cc[4];
+            mma_k32(cc, ax[0], ax[1], ay[0], ay[1], b.x, b.y);
+            acc_scale_min(acc[n], cc, dw, mw, ds);
+        }
+    }
+}
+
 /* Q4_K (144-byte blocks: d, dmin, 12 bytes of scales, 128 of nibbles): unit = a block. Sub-block
  * 2c + hi is the low (hi = 0) or high nibbles of bytes 32c..32c+31; perm8, so thread t takes
  * bytes 32c + 8t..32c+8t+7 of both rows: one 8-byte load feeds two k-steps. */
@@ -194,32 +231,7 @@ template <> struct mmq_type<DF_TYPE_Q4_K> {
     template <int NT>
     static __device__ __forceinline__ void dot(const frag &f, int u, const mmq_args &a, int g, int t,
                                                float (&acc)[NT][4]) {
-        float d[2], dmin[2];
-        uint32_t sc[2][2], mn[2][2];
-#pragma unroll
-        for (int r = 0; r < 2; r++) k4_scales(f.h[r], &d[r], &dmin[r], sc[r], mn[r]);
-#pragma unroll
-        for (int j = 0; j < 8; j++) {
-            const int c = j / 2, sh = 4 * (j % 2);
-            uint32_t ax[2], ay[2];
-            float dw[2], mw[2];
-#pragma unroll
-            for (int r = 0; r < 2; r++) {
-                ax[r] = f.q[r][c].x >> sh & 0x0f0f0f0fu;
-                ay[r] = f.q[r][c].y >> sh & 0x0f0f0f0fu;
-                dw[r] = __fmul_rn(d[r], __uint2float_rn(byte_of(sc[r][j / 4], j % 4)));
-                mw[r] = __fmul_rn(dmin[r], __uint2float_rn(byte_of(mn[r][j / 4], j % 4)));
-            }
-            const int blk = u * 8 + j;
-#pragma unroll
-            for (int n = 0; n < NT; n++) {
-                const uint2 b = act8(a, blk, 8 * n + g, 8 * t);
-                const float4 ds = act_ds(a, blk, 8 * n + 2 * t);
-                int cc[4];
-                mma_k32(cc, ax[0], ax[1], ay[0], ay[1], b.x, b.y);
-                acc_scale_min(acc[n], cc, dw, mw, ds);
-            }
-        }
+        k45_dot<NT, false>(f.h, f.q, NULL, u, a, g, t, acc);
     }
 };
 
@@ -246,32 +258,7 @@ template <> struct mmq_type<DF_TYPE_Q5_K> {
     template <int NT>
     static __device__ __forceinline__ void dot(const frag &f, int u, const mmq_args &a, int g, int t,
                                                float (&acc)[NT][4]) {
-        float d[2], dmin[2];
-        uint32_t sc[2][2], mn[2][2];
-#pragma unroll
-        for (int r = 0; r < 2; r++) k4_scales(f.h[r], &d[r], &dmin[r], sc[r], mn[r]);
-#pragma unroll
-        for (int j = 0; j < 8; j++) {
-            const int c = j / 2, sh = 4 * (j % 2);
-            uint32_t ax[2], ay[2];
-            float dw[2], mw[2];
-#pragma unroll
-            for (int r = 0; r < 2; r++) {
-                ax[r] = (f.q[r][c].x >> sh & 0x0f0f0f0fu) | (f.qh[r].x >> j & 0x01010101u) << 4;
-                ay[r] = (f.q[r][c].y >> sh & 0x0f0f0f0fu) | (f.qh[r].y >> j & 0x01010101u) << 4;
-                dw[r] = __fmul_rn(d[r], __uint2float_rn(byte_of(sc[r][j / 4], j % 4)));
-                mw[r] = __fmul_rn(dmin[r], __uint2float_rn(byte_of(mn[r][j / 4], j % 4)));
-            }
-            const int blk = u * 8 + j;
-#pragma unroll
-            for (int n = 0; n < NT; n++) {
-                const uint2 b = act8(a, blk, 8 * n + g, 8 * t);
-                const float4 ds = act_ds(a, blk, 8 * n + 2 * t);
-                int cc[4];
-                mma_k32(cc, ax[0], ax[1], ay[0], ay[1], b.x, b.y);
-                acc_scale_min(acc[n], cc, dw, mw, ds);
-            }
-        }
+        k45_dot<NT, true>(f.h, f.q, f.qh, u, a, g, t, acc);
     }
 };
 
@@ -529,20 +516,33 @@ __global__ void __launch_bounds__(W * 32, (NT <= 2 ? 3 : 2) * MMQ_WARPS / W) mmq
 
 /* ---- host side ---- */
 
-/* DFLASH_CUDA_MMQ=0 turns this path off (the f32 kernel of cuda_matmul.cu takes these types
- * again), for before / after timings; read once. */
-static int g_on = -1;
+/* Switches for before / after timings, each on unless its variable is 0, read once:
+ * DFLASH_CUDA_MMQ (this path at all; off, the f32 kernel of cuda_matmul.cu takes these types
+ * again), DFLASH_CUDA_FUSE (one launch for the weights of one type in a matmul_many),
+ * DFLASH_CUDA_PDL (the matmul a programmatic dependent of its quantizer), DFLASH_CUDA_HALF_BLOCKS
+ * (4-warp blocks where every K split is <= 2). */
+typedef struct mmq_switches {
+    bool mmq, fuse, pdl, half_blocks;
+} mmq_switches;
 
-static bool mmq_on(void) {
-    if (g_on < 0) {
-        const char *s = getenv("DFLASH_CUDA_MMQ");
-        g_on = s && *s && atoi(s) == 0 ? 0 : 1;
+static bool env_on(const char *name) {
+    const char *e = getenv(name);
+    return !(e && *e && atoi(e) == 0);
+}
+
+static const mmq_switches *switches(void) {
+    static mmq_switches sw;
+    static bool read = false;
+    if (!read) {
+        sw = (mmq_switches){env_on("DFLASH_CUDA_MMQ"), env_on("DFLASH_CUDA_FUSE"), env_on("DFLASH_CUDA_PDL"),
+                            env_on("DFLASH_CUDA_HALF_BLOCKS")};
+        read = true;
     }
-    return g_on == 1;
+    return &sw;
 }
 
 bool cu_mmq_supported(const cu_backend *cb, const df_weight *w) {
-    if (!mmq_on() || cb->cc_major < 8 || (uintptr_t)w->data % 16) return false;
+    if (!switches()->mmq || cb->cc_major < 8 || (uintptr_t)w->data % 16) return false;
     switch (w->type) {
     case DF_TYPE_Q4_K: case DF_TYPE_Q5_K: case DF_TYPE_Q6_K: case DF_TYPE_Q8_0: case DF_TYPE_Q4_0:
         return true;
@@ -628,19 +628,6 @@ static df_status run_fused(cu_backend *cb, const cu_mmq_act *act, int n, const d
     const int n_in = act->n_in, unit = unit_of(w[0]->type), ntp = cu_mmq_tok_pad(act->n_tok);
     mmq_launch l;
     l.n = n;
-    l.first[0] = 0;
-    /* Blocks of half the warps where no weight splits K more than 2 ways (the tall FFN gate /
-     * up): twice the blocks spread more evenly over the SMs. Where K splits 4 or 8 ways the
-     * full block measured faster (H100, 27B shapes: docs/PERF.md). The results do not depend
-     * on it: each row tile's K split is the same. DFLASH_CUDA_HALF_BLOCKS=0 turns it off. */
-    static int half = -1;
-    if (half < 0) {
-        const char *e = getenv("DFLASH_CUDA_HALF_BLOCKS");
-        half = e && *e && atoi(e) == 0 ? 0 : 1;
-    }
-    l.warps = MMQ_WARPS / (half ? 2 : 1);
-    for (int i = 0; i < n; i++)
-        if (k_split(cb, (int)w[i]->ne[1], (n_in + unit - 1) / unit) > 2) l.warps = MMQ_WARPS;
     for (int i = 0; i < n; i++) {
         mmq_args &a = l.a[i];
         a.w = (const uint8_t *)w[i]->data;
@@ -656,7 +643,17 @@ static df_status run_fused(cu_backend *cb, const cu_mmq_act *act, int n, const d
         a.xq = act->xq;
         a.xds = act->xds;
         a.y = y[i];
-        const long long tiles = (a.n_out + MMQ_ROWS - 1) / MMQ_ROWS, per_block = l.warps / a.kw;
+    }
+    /* Blocks of half the warps where no weight splits K more than 2 ways (the tall FFN gate /
+     * up): twice the blocks spread more evenly over the SMs. Where K splits 4 or 8 ways the
+     * full block measured faster (H100, 27B shapes: docs/PERF.md). The results do not depend
+     * on it: each row tile's K split is the same. */
+    l.warps = switches()->half_blocks ? MMQ_WARPS / 2 : MMQ_WARPS;
+    for (int i = 0; i < n; i++)
+        if (l.a[i].kw > 2) l.warps = MMQ_WARPS;
+    l.first[0] = 0;
+    for (int i = 0; i < n; i++) {
+        const long long tiles = (l.a[i].n_out + MMQ_ROWS - 1) / MMQ_ROWS, per_block = l.warps / l.a[i].kw;
         l.first[i + 1] = l.first[i] + (int)((tiles + per_block - 1) / per_block);
     }
     for (int i = n; i < MMQ_MAX_FUSED; i++) {
@@ -684,19 +681,14 @@ df_status cu_mmq_run(cu_backend *cb, cu_mmq_act *act, int n, const df_weight *co
         if (w[i]->ne[0] != act->n_in)
             return df_fail(DF_ERR_INVALID, "matmul: %s: rows of %lld elements, activations of %d",
                            w[i]->name ? w[i]->name : "weight", (long long)w[i]->ne[0], act->n_in);
-    /* runs of consecutive weights of one type share a launch (DFLASH_CUDA_FUSE=0: one launch
-     * each, for timings) */
-    static int fuse = -1, pdl = -1;
-    if (fuse < 0) {
-        const char *e = getenv("DFLASH_CUDA_FUSE"), *p = getenv("DFLASH_CUDA_PDL");
-        fuse = e && *e && atoi(e) == 0 ? 1 : MMQ_MAX_FUSED;
-        pdl = p && *p && atoi(p) == 0 ? 0 : 1;
-    }
+    /* runs of consecutive weights of one type share a launch */
+    const int fuse = switches()->fuse ? MMQ_MAX_FUSED : 1;
+    const bool pdl = switches()->pdl && cb->cc_major >= 9;
     for (int i = 0; i < n;) {
         int k = 1;
         while (i + k < n && k < fuse && w[i + k]->type == w[i]->type) k++;
         /* only the launch right after the quantizer overlaps it (the quantizer lets it start) */
-        DF_TRY(run_fused(cb, act, k, w + i, row_bytes + i, y + i, pdl && i == 0 && act->fresh && cb->cc_major >= 9));
+        DF_TRY(run_fused(cb, act, k, w + i, row_bytes + i, y + i, pdl && i == 0 && act->fresh));
         act->fresh = false;
         i += k;
     }
