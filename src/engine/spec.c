@@ -18,6 +18,10 @@ static size_t conv_elems(const df_qwen35_hparams *hp) {
     return (size_t)((hp->conv_kernel - 1) * df_qwen35_conv_channels(hp));
 }
 
+/* The CPU backend, whose verify is compute-bound and whose memory is slow to write: it takes
+ * a replay rollback and a shorter default block (spec.h). */
+static bool on_cpu(const df_backend *be) { return be->ops->name && !strcmp(be->ops->name, "cpu"); }
+
 /* Replay on the CPU (see spec.h): the per-token states of a verify cost more to write there
  * than the accepted tokens cost to run again. f16 states exist only as captures. */
 static df_spec_rollback choose_rollback(const df_backend *be, df_state_type state_type) {
@@ -25,12 +29,11 @@ static df_spec_rollback choose_rollback(const df_backend *be, df_state_type stat
     if (env && !strcmp(env, "capture")) return DF_ROLLBACK_CAPTURE;
     if (env && !strcmp(env, "replay")) return DF_ROLLBACK_REPLAY;
     if (state_type != DF_STATE_F32) return DF_ROLLBACK_CAPTURE;
-    return be->ops->name && !strcmp(be->ops->name, "cpu") ? DF_ROLLBACK_REPLAY : DF_ROLLBACK_CAPTURE;
+    return on_cpu(be) ? DF_ROLLBACK_REPLAY : DF_ROLLBACK_CAPTURE;
 }
 
 int df_spec_default_block(const df_backend *be, int drafter_block) {
-    const bool cpu = be->ops->name && !strcmp(be->ops->name, "cpu");
-    return cpu && drafter_block > DF_SPEC_CPU_BLOCK ? DF_SPEC_CPU_BLOCK : drafter_block;
+    return on_cpu(be) && drafter_block > DF_SPEC_CPU_BLOCK ? DF_SPEC_CPU_BLOCK : drafter_block;
 }
 
 /* n_gdn backend buffers of `bytes` each, in a NULL-terminated array (typed: a float ** is
