@@ -11,18 +11,9 @@
 #include "backend/cpu/cpu_ops.h"
 #include "base/alloc.h"
 #include "base/rng.h"
+#include "helpers/pools.h"
 
-static df_pool *g_pool1, *g_pool2;
-
-static void setup(void) {
-    cr_assert_eq(df_pool_create(1, &g_pool1), DF_OK);
-    cr_assert_eq(df_pool_create(2, &g_pool2), DF_OK);
-}
-static void teardown(void) {
-    df_pool_destroy(g_pool1);
-    df_pool_destroy(g_pool2);
-}
-TestSuite(cpu_matmul, .init = setup, .fini = teardown);
+TestSuite(cpu_matmul, .init = test_pools_create, .fini = test_pools_destroy);
 
 static int simd_levels(df_cpu_simd out[2]) {
     out[0] = DF_CPU_SIMD_SCALAR;

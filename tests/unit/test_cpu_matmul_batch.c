@@ -21,20 +21,11 @@
 #include "base/rng.h"
 #include "quant/blocks.h"
 #include "quant/mdot.h"
+#include "helpers/pools.h"
 
 enum { MAX_TOK = 33 };
 
-static df_pool *g_pool1, *g_pool2;
-
-static void setup(void) {
-    cr_assert_eq(df_pool_create(1, &g_pool1), DF_OK);
-    cr_assert_eq(df_pool_create(2, &g_pool2), DF_OK);
-}
-static void teardown(void) {
-    df_pool_destroy(g_pool1);
-    df_pool_destroy(g_pool2);
-}
-TestSuite(cpu_matmul_batch, .init = setup, .fini = teardown);
+TestSuite(cpu_matmul_batch, .init = test_pools_create, .fini = test_pools_destroy);
 
 static const df_type k_types[] = {DF_TYPE_Q8_0, DF_TYPE_Q4_0, DF_TYPE_Q4_K, DF_TYPE_Q5_K, DF_TYPE_Q6_K};
 

@@ -9,20 +9,11 @@
 
 #include "backend/cpu/cpu_ops.h"
 #include "base/rng.h"
+#include "helpers/pools.h"
 
 /* ---- shared test scaffolding ---- */
 
-static df_pool *g_pool1, *g_pool2;
-
-static void setup(void) {
-    cr_assert_eq(df_pool_create(1, &g_pool1), DF_OK);
-    cr_assert_eq(df_pool_create(2, &g_pool2), DF_OK);
-}
-static void teardown(void) {
-    df_pool_destroy(g_pool1);
-    df_pool_destroy(g_pool2);
-}
-TestSuite(cpu_ops, .init = setup, .fini = teardown);
+TestSuite(cpu_ops, .init = test_pools_create, .fini = test_pools_destroy);
 
 /* The SIMD levels to run: scalar always, AVX2 where the CPU has it. */
 static int simd_levels(df_cpu_simd out[2]) {

@@ -15,19 +15,13 @@
 #include "base/rng.h"
 #include "quant/blocks.h"
 #include "quant/mdot.h"
+#include "helpers/pools.h"
 
-static df_pool *g_pool1, *g_pool2;
-
-static void setup(void) {
-    cr_assert_eq(df_pool_create(1, &g_pool1), DF_OK);
-    cr_assert_eq(df_pool_create(2, &g_pool2), DF_OK);
-}
 static void teardown(void) {
-    df_pool_destroy(g_pool1);
-    df_pool_destroy(g_pool2);
+    test_pools_destroy();
     df_cpu_simd_set(df_cpu_simd_best());
 }
-TestSuite(cpu_packed, .init = setup, .fini = teardown);
+TestSuite(cpu_packed, .init = test_pools_create, .fini = teardown);
 
 static bool have_avx512(void) { return df_cpu_simd_best() >= DF_CPU_SIMD_AVX512; }
 
