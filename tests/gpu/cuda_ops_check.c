@@ -2,10 +2,11 @@
  * implementation) on random data, never zeros. A plain C program (the GPU machine has no
  * Criterion); scripts/gpu-check.sh runs it, also under compute-sanitizer.
  *
- *   cuda_ops_check [--quick] [--bench | --bench-only | --bench-27b]   exit 0 when all rows pass
+ *   cuda_ops_check [--quick] [--bench | --bench-only | --bench-27b | --bench-gdn]   exit 0 when all rows pass
  *   (--quick: fewer matmul sizes; --bench: then time the ops at a Qwen3.5-0.8B layer's shapes,
  *   and the matmuls at the Qwen3.6-27B shapes against the copy bandwidth; --bench-only: the
- *   timings alone; --bench-27b: the 27B matmul table alone)
+ *   timings alone; --bench-27b: the 27B matmul table alone; --bench-gdn: the GDN recurrence
+ *   at the 27B layer shape, 1024 and 4096 tokens, recurrent vs chunked, alone)
  *
  * Each row of the table: op, shape, the CUDA result's error and the CPU result's error
  * against the reference, the tolerance, PASS/FAIL. Errors are max |x - ref| / max |ref|
@@ -26,7 +27,7 @@
 
 static df_rng g_rng;
 static int g_fail, g_rows;
-static bool g_quick, g_bench, g_bench_only, g_bench_27b;
+static bool g_quick, g_bench, g_bench_only, g_bench_27b, g_bench_gdn;
 
 /* ---- reporting ---- */
 
@@ -209,15 +210,17 @@ static bool int8_path(df_type t, int64_t n_tok) {
                            t == DF_TYPE_Q4_0);
 }
 
-/* x after the int8 path's rounding (cuda_quantize_act.cu, written again here): per block of 32,
- * d = amax / 127 and q = roundf(x / d), both in float as the device does them, so the products
- * d * q are exactly the values the tensor cores see. */
-static void q8_round(const float *x, int64_t n, double *out) {
-    for (int64_t b = 0; b < n; b += 32) {
+/* x after the int8 path's rounding (cuda_quantize_act.cu, written again here): per block of 32
+ * (Q8_0, Q4_0) or super-block of 256 (K-quants), d = amax / 127 and q = roundf(x / d), both in
+ * float as the device does them, so the products d * q are exactly the values the tensor
+ * cores see. */
+static void q8_round(df_type t, const float *x, int64_t n, double *out) {
+    const int64_t blk = t == DF_TYPE_Q4_K || t == DF_TYPE_Q5_K || t == DF_TYPE_Q6_K ? 256 : 32;
+    for (int64_t b = 0; b < n; b += blk) {
         float amax = 0.0f;
-        for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(x[b + i]));
+        for (int64_t i = 0; i < blk; i++) amax = fmaxf(amax, fabsf(x[b + i]));
         const float d = amax / 127.0f;
-        for (int i = 0; i < 32; i++) out[b + i] = amax == 0.0f ? 0.0 : (double)d * (double)roundf(x[b + i] / d);
+        for (int64_t i = 0; i < blk; i++) out[b + i] = amax == 0.0f ? 0.0 : (double)d * (double)roundf(x[b + i] / d);
     }
 }
 
@@ -237,7 +240,7 @@ static void check_matmul(df_type t, int64_t n_in, int64_t n_out, int64_t n_tok, 
     const bool q8 = int8_path(t, n_tok); /* then n_in is whole blocks of 32 */
     double *ref = malloc(ny * sizeof *ref), *refq = malloc(ny * sizeof *refq);
     double *xr = malloc((size_t)(n_tok * n_in) * sizeof *xr);
-    if (q8) q8_round(x, n_tok * n_in, xr);
+    if (q8) q8_round(t, x, n_tok * n_in, xr);
     for (int64_t t = 0; t < n_tok; t++)
         for (int64_t o = 0; o < n_out; o++) {
             double s = 0.0, sq = 0.0;
@@ -792,19 +795,23 @@ typedef struct gdn_case {
     df_state_type cap;
     df_gdn_head_map map;
     bool capture, chunked;
+    int64_t pad;   /* floats between the heads of q, k and v (head stride = dim + pad) */
+    int64_t split; /* > 0: the CUDA side runs tokens [0, split) and [split, n_tok) as two calls */
 } gdn_case;
 
 typedef struct gdn_data {
-    float *qkv;   /* [n_tok][2 nk dk + nv dv], q and k L2-normalised */
+    float *qkv;   /* [n_tok][nk (dk + pad) q | nk (dk + pad) k | nv (dv + pad) v], q and k L2-normalised */
     float *g, *beta, *state;
 } gdn_data;
 
+static int64_t gdn_row(const gdn_case *c) { return 2 * c->nk * (c->dk + c->pad) + c->nv * (c->dv + c->pad); }
+
 static void make_gdn(const gdn_case *c, gdn_data *d) {
-    const int64_t C = 2 * c->nk * c->dk + c->nv * c->dv;
+    const int64_t C = gdn_row(c);
     d->qkv = rnd((size_t)(c->n_tok * C), -1, 1);
     for (int64_t t = 0; t < c->n_tok; t++)
         for (int64_t h = 0; h < 2 * c->nk; h++) {
-            float *v = d->qkv + t * C + h * c->dk;
+            float *v = d->qkv + t * C + h * (c->dk + c->pad);
             double s = 0;
             for (int64_t i = 0; i < c->dk; i++) s += (double)v[i] * v[i];
             for (int64_t i = 0; i < c->dk; i++) v[i] = (float)(v[i] / sqrt(s + 1e-6));
@@ -823,7 +830,7 @@ static void free_gdn(gdn_data *d) {
 static bool run_gdn(df_backend *be, const gdn_case *c, const gdn_data *d, int64_t t0, int64_t n, float *state,
                     float *out, void *cap, char *err, size_t errcap) {
     bset b = {.be = be};
-    const int64_t C = 2 * c->nk * c->dk + c->nv * c->dv, qk = c->nk * c->dk, vd = c->nv * c->dv;
+    const int64_t C = gdn_row(c), qk = c->nk * (c->dk + c->pad), vd = c->nv * c->dv;
     const size_t hs = (size_t)(c->nv * c->dk * c->dv), celem = c->cap == DF_STATE_F16 ? 2 : 4;
     float *dqkv = bput(&b, d->qkv + t0 * C, (size_t)(n * C) * sizeof(float));
     float *dg = bput(&b, d->g + t0 * c->nv, (size_t)(n * c->nv) * sizeof(float));
@@ -832,8 +839,9 @@ static bool run_gdn(df_backend *be, const gdn_case *c, const gdn_data *d, int64_
     float *dout = bput(&b, NULL, (size_t)(n * vd) * sizeof(float));
     void *dcap = bput(&b, NULL, (size_t)n * hs * celem);
     if (!b.bad) {
-        df_gdn_args a = {.q = heads(dqkv, n, c->nk, c->dk, C, c->dk), .k = heads(dqkv + qk, n, c->nk, c->dk, C, c->dk),
-                         .v = heads(dqkv + 2 * qk, n, c->nv, c->dv, C, c->dv), .g = dg, .beta = db, .state = ds,
+        df_gdn_args a = {.q = heads(dqkv, n, c->nk, c->dk, C, c->dk + c->pad),
+                         .k = heads(dqkv + qk, n, c->nk, c->dk, C, c->dk + c->pad),
+                         .v = heads(dqkv + 2 * qk, n, c->nv, c->dv, C, c->dv + c->pad), .g = dg, .beta = db, .state = ds,
                          .out = heads(dout, n, c->nv, c->dv, vd, c->dv), .capture = c->capture ? dcap : NULL,
                          .capture_type = c->cap, .head_map = c->map, .q_scale = 0.0f};
         bcheck(&b, c->chunked ? be->ops->gdn_chunked(be, &a) : be->ops->gdn_recurrent(be, &a), "gdn");
@@ -851,43 +859,79 @@ static void cap_to_f32(const gdn_case *c, const void *cap, float *f, size_t n) {
     else memcpy(f, cap, n * sizeof(float));
 }
 
+/* The largest of the errors of out, the final state and the capture (rel_err each). */
+static double gdn_err(const gdn_case *c, const float *out, const float *ref_out, const float *st, const float *ref_st,
+                      const void *cap, const void *ref_cap) {
+    const size_t hs = (size_t)(c->nv * c->dk * c->dv), ncap = (size_t)c->n_tok * hs;
+    double e = rel_err(out, ref_out, (size_t)(c->n_tok * c->nv * c->dv));
+    const double es = rel_err(st, ref_st, hs);
+    if (es > e) e = es;
+    if (c->capture) {
+        float *f0 = malloc(ncap * sizeof(float)), *f1 = malloc(ncap * sizeof(float));
+        cap_to_f32(c, ref_cap, f0, ncap);
+        cap_to_f32(c, cap, f1, ncap);
+        const double ec = rel_err(f1, f0, ncap);
+        if (ec > e) e = ec;
+        free(f0);
+        free(f1);
+    }
+    return e;
+}
+
+/* Tolerances, as max |x - ref| / max |ref| over out, the final state and the capture:
+ * - f32: both sides compute in float32 (the CUDA chunked form's tensor-core products split
+ *   each operand into two TF32 halves: ~2^-21 per product); they differ in summation order,
+ *   in where the chunked form's rounding falls (the CPU measured its chunked against its
+ *   recurrent form at <= 6e-7 of the scale) and, for chunked vs recurrent, in the algebra.
+ *   Over <= 1024 tokens of carried state with decays <= e^-0.01 that stays ~1e-6; 1e-4 leaves
+ *   room while a wrong index (O(1)), a dropped chunk or token, or a plain TF32 product
+ *   (2^-11 per operand: ~1e-3) fails.
+ * - f16 capture: one f16 ulp is 2^-11 of a value; states that differ in their last f32
+ *   bits can round to neighbouring halves, up to ~1e-3 of the largest value: 2e-3. */
+static double gdn_tol(const gdn_case *c) { return c->capture && c->cap == DF_STATE_F16 ? 2e-3 : 1e-4; }
+
 static void check_gdn(gdn_case c) {
     char op[64], shape[96], err[512] = "";
     snprintf(op, sizeof op, "%s%s", c.chunked ? "gdn_chunked" : "gdn_recurrent",
              c.capture ? (c.cap == DF_STATE_F16 ? " cap f16" : " cap f32") : "");
-    snprintf(shape, sizeof shape, "%lld tok, %lld/%lld heads %lldx%lld %s", (long long)c.n_tok, (long long)c.nk,
-             (long long)c.nv, (long long)c.dk, (long long)c.dv, c.map == DF_GDN_HEADS_TILED ? "tiled" : "grouped");
+    snprintf(shape, sizeof shape, "%lld tok, %lld/%lld heads %lldx%lld %s%s%s", (long long)c.n_tok, (long long)c.nk,
+             (long long)c.nv, (long long)c.dk, (long long)c.dv, c.map == DF_GDN_HEADS_TILED ? "tiled" : "grouped",
+             c.pad ? " pad" : "", c.split ? " 2 calls" : "");
     gdn_data d;
     make_gdn(&c, &d);
     const size_t hs = (size_t)(c.nv * c.dk * c.dv), vd = (size_t)(c.nv * c.dv), celem = c.cap == DF_STATE_F16 ? 2 : 4;
     const size_t ncap = (size_t)c.n_tok * hs;
-    float *state[2], *out[2];
-    void *cap[2];
-    for (int k = 0; k < 2; k++) {
+    /* [0] CPU, same op; [1] CUDA; [2] CPU recurrent (chunked cases) */
+    float *state[3], *out[3];
+    void *cap[3];
+    for (int k = 0; k < 3; k++) {
         state[k] = malloc(hs * sizeof(float));
         memcpy(state[k], d.state, hs * sizeof(float));
         out[k] = fzero((size_t)c.n_tok * vd);
-        cap[k] = calloc(ncap, celem);
+        cap[k] = calloc(c.capture ? ncap : 1, celem);
     }
-    bool ok = run_gdn(g_cpu, &c, &d, 0, c.n_tok, state[0], out[0], cap[0], err, sizeof err) &&
-              run_gdn(g_cuda, &c, &d, 0, c.n_tok, state[1], out[1], cap[1], err, sizeof err);
+    bool ok = run_gdn(g_cpu, &c, &d, 0, c.n_tok, state[0], out[0], cap[0], err, sizeof err);
+    if (ok && c.split > 0 && c.split < c.n_tok)
+        ok = run_gdn(g_cuda, &c, &d, 0, c.split, state[1], out[1], cap[1], err, sizeof err) &&
+             run_gdn(g_cuda, &c, &d, c.split, c.n_tok - c.split, state[1], out[1], cap[1], err, sizeof err);
+    else if (ok) ok = run_gdn(g_cuda, &c, &d, 0, c.n_tok, state[1], out[1], cap[1], err, sizeof err);
     if (!ok) row_error(op, shape, err);
     else {
-        double e = rel_err(out[1], out[0], (size_t)c.n_tok * vd);
-        const double es = rel_err(state[1], state[0], hs);
-        if (es > e) e = es;
-        if (c.capture) {
-            float *f0 = malloc(ncap * sizeof(float)), *f1 = malloc(ncap * sizeof(float));
-            cap_to_f32(&c, cap[0], f0, ncap);
-            cap_to_f32(&c, cap[1], f1, ncap);
-            const double ec = rel_err(f1, f0, ncap);
-            if (ec > e) e = ec;
-            free(f0);
-            free(f1);
-        }
-        /* f16 captures may round the other way when the f32 states differ in the last bit */
-        const double tol = c.capture && c.cap == DF_STATE_F16 ? 2e-3 : 1e-4;
+        const double e = gdn_err(&c, out[1], out[0], state[1], state[0], cap[1], cap[0]), tol = gdn_tol(&c);
         row(op, shape, e, -1, tol, e <= tol);
+    }
+    /* the chunked form against the CPU recurrence as well: the CPU reference of the same
+     * op could share a mistake of the chunked algebra; the recurrence is the definition */
+    if (ok && c.chunked) {
+        gdn_case r = c;
+        r.chunked = false;
+        char op2[80];
+        snprintf(op2, sizeof op2, "%s vs recur", op);
+        if (!run_gdn(g_cpu, &r, &d, 0, c.n_tok, state[2], out[2], cap[2], err, sizeof err)) row_error(op2, shape, err);
+        else {
+            const double e = gdn_err(&c, out[1], out[2], state[1], state[2], cap[1], cap[2]), tol = gdn_tol(&c);
+            row(op2, shape, e, -1, tol, e <= tol);
+        }
     }
     /* batch invariance: the same tokens one call each give the same bits */
     if (ok && c.n_tok > 1 && !c.chunked) {
@@ -908,7 +952,7 @@ static void check_gdn(gdn_case c) {
         free(o1);
         free(c1);
     }
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < 3; k++) {
         free(state[k]);
         free(out[k]);
         free(cap[k]);
@@ -1066,6 +1110,52 @@ static void bench_27b(float *x, float *y) {
            tot_us[2] / tot_us[0]);
 }
 
+/* A Qwen3.6-27B GDN layer's recurrence at prefill lengths (16 key / 48 value heads of 128,
+ * no capture): the recurrent kernel against the chunked one, on random data (g < 0). */
+static void bench_gdn_prefill(void) {
+    df_backend *be = g_cuda;
+    const int64_t NK = 16, NV = 48, D = 128, C = 2 * NK * D + NV * D, NMAX = 4096;
+    printf("\n---- GDN prefill, 27B layer (16/48 heads of 128), per call ----\n");
+    float *qkv = NULL, *g = NULL, *beta = NULL, *state = NULL, *out = NULL;
+    bool ok = be->ops->alloc(be, (size_t)(NMAX * C) * sizeof(float), (void **)&qkv) == DF_OK &&
+              be->ops->alloc(be, (size_t)(NMAX * NV) * sizeof(float), (void **)&g) == DF_OK &&
+              be->ops->alloc(be, (size_t)(NMAX * NV) * sizeof(float), (void **)&beta) == DF_OK &&
+              be->ops->alloc(be, (size_t)(NV * D * D) * sizeof(float), (void **)&state) == DF_OK &&
+              be->ops->alloc(be, (size_t)(NMAX * NV * D) * sizeof(float), (void **)&out) == DF_OK;
+    if (ok) {
+        float *h = rnd((size_t)(NMAX * C), -0.1f, 0.1f);
+        be->ops->upload(be, qkv, h, (size_t)(NMAX * C) * sizeof(float));
+        free(h);
+        h = rnd((size_t)(NMAX * NV), -1.0f, -0.01f);
+        be->ops->upload(be, g, h, (size_t)(NMAX * NV) * sizeof(float));
+        free(h);
+        h = rnd((size_t)(NMAX * NV), 0.05f, 0.95f);
+        be->ops->upload(be, beta, h, (size_t)(NMAX * NV) * sizeof(float));
+        free(h);
+        h = rnd((size_t)(NV * D * D), -0.5f, 0.5f);
+        be->ops->upload(be, state, h, (size_t)(NV * D * D) * sizeof(float));
+        free(h);
+        const int reps = 5;
+        for (int64_t n = 1024; n <= NMAX; n *= 4) {
+            df_gdn_args a = {.q = {qkv, n, NK, D, C, D}, .k = {qkv + NK * D, n, NK, D, C, D},
+                             .v = {qkv + 2 * NK * D, n, NV, D, C, D}, .g = g, .beta = beta, .state = state,
+                             .out = {out, n, NV, D, NV * D, D}, .head_map = DF_GDN_HEADS_TILED};
+            char label[96];
+            snprintf(label, sizeof label, "gdn_recurrent 16/48x128 n=%lld", (long long)n);
+            TIME_OP(label, 0, be->ops->gdn_recurrent(be, &a));
+            snprintf(label, sizeof label, "gdn_chunked   16/48x128 n=%lld", (long long)n);
+            TIME_OP(label, 0, be->ops->gdn_chunked(be, &a));
+        }
+    } else {
+        printf("gdn prefill bench: alloc: %s\n", df_last_error());
+    }
+    be->ops->free(be, qkv);
+    be->ops->free(be, g);
+    be->ops->free(be, beta);
+    be->ops->free(be, state);
+    be->ops->free(be, out);
+}
+
 static void bench(void) {
     df_backend *be = g_cuda;
     const int reps = 50;
@@ -1131,6 +1221,7 @@ static void bench(void) {
     TIME_OP("argmax_rows 1 x 248320", 0, be->ops->argmax_rows(be, y, 1, 248320, 248320, am));
     TIME_OP("argmax_rows 16 x 248320", 0, be->ops->argmax_rows(be, y, 16, 248320, 248320, am));
     bench_27b(x, y);
+    bench_gdn_prefill();
     be->ops->free(be, x);
     be->ops->free(be, y);
     be->ops->free(be, big);
@@ -1142,8 +1233,9 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--bench")) g_bench = true;
         else if (!strcmp(argv[i], "--bench-only")) g_bench = g_bench_only = true;
         else if (!strcmp(argv[i], "--bench-27b")) g_bench = g_bench_only = g_bench_27b = true;
+        else if (!strcmp(argv[i], "--bench-gdn")) g_bench = g_bench_only = g_bench_gdn = true;
         else {
-            fprintf(stderr, "usage: cuda_ops_check [--quick] [--bench | --bench-only | --bench-27b]\n");
+            fprintf(stderr, "usage: cuda_ops_check [--quick] [--bench | --bench-only | --bench-27b | --bench-gdn]\n");
             return 2;
         }
     }
@@ -1161,7 +1253,9 @@ int main(int argc, char **argv) {
     printf("%-28s %-34s %10s %10s %9s  %s\n", "op", "shape", "cuda err", "cpu err", "tol", "result");
 
     if (g_bench_only) {
-        if (g_bench_27b) {
+        if (g_bench_gdn) {
+            bench_gdn_prefill();
+        } else if (g_bench_27b) {
             float *x = NULL, *y = NULL;
             if (g_cuda->ops->alloc(g_cuda, (size_t)16 * 17408 * sizeof(float), (void **)&x) == DF_OK &&
                 g_cuda->ops->alloc(g_cuda, (size_t)16 * 248320 * sizeof(float), (void **)&y) == DF_OK)
@@ -1245,13 +1339,25 @@ int main(int argc, char **argv) {
     check_conv(16, 6144, 4, true);
     check_conv(9, 50, 3, false);
     const gdn_case gc[] = {
-        {1, 16, 16, 128, 128, DF_STATE_F32, DF_GDN_HEADS_TILED, true, false},
-        {16, 16, 16, 128, 128, DF_STATE_F32, DF_GDN_HEADS_TILED, true, false},
-        {16, 4, 12, 128, 128, DF_STATE_F16, DF_GDN_HEADS_TILED, true, false},
-        {7, 2, 6, 64, 48, DF_STATE_F32, DF_GDN_HEADS_GROUPED, true, false},
-        {5, 1, 3, 16, 16, DF_STATE_F32, DF_GDN_HEADS_GROUPED, false, false},
-        {9, 2, 4, 200, 40, DF_STATE_F32, DF_GDN_HEADS_TILED, false, false},
-        {100, 2, 4, 128, 128, DF_STATE_F32, DF_GDN_HEADS_TILED, false, true},
+        {1, 16, 16, 128, 128, DF_STATE_F32, DF_GDN_HEADS_TILED, true, false, 0, 0},
+        {16, 16, 16, 128, 128, DF_STATE_F32, DF_GDN_HEADS_TILED, true, false, 0, 0},
+        {16, 4, 12, 128, 128, DF_STATE_F16, DF_GDN_HEADS_TILED, true, false, 0, 0},
+        {7, 2, 6, 64, 48, DF_STATE_F32, DF_GDN_HEADS_GROUPED, true, false, 0, 0},
+        {5, 1, 3, 16, 16, DF_STATE_F32, DF_GDN_HEADS_GROUPED, false, false, 0, 0},
+        {9, 2, 4, 200, 40, DF_STATE_F32, DF_GDN_HEADS_TILED, false, false, 0, 0},
+        /* chunked (CUDA: 64-token chunks for d_k <= 128, 32 above; < 64 tokens go to the
+         * recurrent kernel), each against the CPU chunked form and the CPU recurrence, state
+         * carried in (random) and out */
+        {64, 16, 48, 128, 128, DF_STATE_F32, DF_GDN_HEADS_TILED, false, true, 0, 0},    /* 27B layer, one chunk */
+        {100, 2, 4, 128, 128, DF_STATE_F32, DF_GDN_HEADS_TILED, false, true, 0, 0},
+        {257, 2, 6, 128, 128, DF_STATE_F32, DF_GDN_HEADS_GROUPED, true, true, 8, 0},    /* padded heads */
+        {257, 2, 4, 128, 128, DF_STATE_F16, DF_GDN_HEADS_TILED, true, true, 0, 100},    /* state across 2 calls */
+        {1024, 16, 48, 128, 128, DF_STATE_F32, DF_GDN_HEADS_TILED, false, true, 0, 0},  /* 27B prefill */
+        {1024, 16, 32, 128, 128, DF_STATE_F32, DF_GDN_HEADS_GROUPED, false, true, 0, 500},
+        {130, 1, 2, 256, 256, DF_STATE_F32, DF_GDN_HEADS_TILED, true, true, 0, 0},      /* widest heads */
+        {200, 2, 4, 200, 40, DF_STATE_F16, DF_GDN_HEADS_GROUPED, true, true, 3, 0},     /* odd dims */
+        {70, 1, 3, 16, 16, DF_STATE_F32, DF_GDN_HEADS_GROUPED, false, true, 0, 0},
+        {9, 2, 4, 64, 48, DF_STATE_F32, DF_GDN_HEADS_TILED, true, true, 0, 0},          /* the fallback */
     };
     for (size_t i = 0; i < sizeof gc / sizeof gc[0]; i++) check_gdn(gc[i]);
     check_errors();

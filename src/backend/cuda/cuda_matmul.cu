@@ -248,7 +248,7 @@ df_status cu_matmul_many(df_backend *be, const float *x, int64_t n_tok, int n, c
     }
     DF_TRY(cu_enter(cb, "matmul"));
     cu_mmq_act act;
-    DF_TRY(cu_mmq_quantize(cb, x, (int)n_tok, (int)w[0]->ne[0], &act));
+    DF_TRY(cu_mmq_prepare(cb, x, (int)n_tok, (int)w[0]->ne[0], &act));
     for (int i = 0; i < n; i += DF_MATMUL_MANY_MAX) {
         const int k = n - i < DF_MATMUL_MANY_MAX ? n - i : DF_MATMUL_MANY_MAX;
         size_t row_bytes[DF_MATMUL_MANY_MAX];

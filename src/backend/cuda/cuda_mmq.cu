@@ -19,21 +19,25 @@
  * nibbles or Q8_0 bytes), "natural" gives it 4t..4t+3 and 16+4t..16+4t+3 (Q4_0's low and
  * high nibbles of one 4-byte word; Q6_K's 16-element scale groups).
  *
- * Arithmetic per (row, token) and block of 32: isum = the exact int32 dot product of the int8
- * weights (scale-free quants; Q6_K: its two 16-element groups times their int8 scales, still
- * exact) with the int8 activations, then
- *     acc = fma(d_w * d_x, isum, acc)          (d_w: the block's weight scale, d * sc for K-quants)
- *     acc = fma(-dmin * m, s_x, acc)           (Q4_K / Q5_K: the min term, s_x = d_x * sum q_x)
- * with explicit _rn intrinsics, so the compiler can neither fuse nor reorder them.
+ * Arithmetic per (row, token). Q8_0 / Q4_0, per block of 32, on activations quantized per
+ * block of 32: isum = the exact int32 dot product of the int8 weights with the int8
+ * activations, then acc = fma(d_w * d_x, isum, acc). K-quants, per unit, on activations
+ * quantized per super-block of 256 (one d_x): the sub-block products times their integer
+ * scales add up in int32 (is; Q4_K / Q5_K also im = sum of mins times activation sub-block
+ * sums), then acc = fma(d * d_x, is, acc) and, with a min, acc = fma(-(dmin * d_x), im, acc):
+ * two float steps per 256 weights where blocks of 32 would need sixteen, the issue slots the
+ * kernel is short of. All with explicit _rn intrinsics, so the compiler can neither fuse nor
+ * reorder them.
  *
  * Batch invariance (a 16-token verify equals 16 decode steps bit for bit): the integer sums are
- * exact; the float sequence of (row, token) is the list above over the warp's units in order,
+ * exact (their conversion to float rounds above 2^24, the same way in every call); the float
+ * sequence of (row, token) is the list above over the warp's units in order,
  * then the kw partials added in warp order; kw, the unit ranges and the tile shape depend on
  * the matrix alone. Which column tile the token sits in, and how many tiles the call has, change
  * only which thread does that arithmetic.
  *
- * Speed (H100, Qwen3.6-27B Q4_K_M shapes; docs/PERF.md has the table): 44% of the copy
- * bandwidth over a token's matmuls (large Q4_K 50-54%, the Q6_K LM head 69%), 16 tokens 1.37x
+ * Speed (H100, Qwen3.6-27B Q4_K_M shapes; docs/PERF.md has the table): 53% of the copy
+ * bandwidth over a token's matmuls (large Q4_K 60-64%, the Q6_K LM head 73%), 16 tokens 1.35x
  * the time of one. */
 #include <stdlib.h>
 
@@ -49,8 +53,10 @@ typedef struct mmq_args {
     int kw;                 /* warps sharing a row tile (K split) */
     int ntp, nt, n_tok;     /* padded tokens, column tiles of 8, real tokens */
     int al4;                /* rows start on 4-byte boundaries (Q6_K: even blocks are 4-aligned) */
-    const int8_t *xq;
-    const float2 *xds;
+    const int8_t *xq;       /* the activations in the form the type reads (cuda_mmq.cuh): */
+    const float2 *xds;      /* blocks of 32 (Q8_0, Q4_0) */
+    const float *xd;        /* super-blocks of 256 (K-quants): d, */
+    const uint4 *xbs;       /* and the 8 sub-block sums (int16) */
     float *y;
 } mmq_args;
 
@@ -81,6 +87,20 @@ __device__ __forceinline__ uint32_t ld_if_u1(const void *p, bool on) {
         : "l"(p), "r"((unsigned)on));
     return v;
 }
+__device__ __forceinline__ float2 ld_if_f2(const void *p, bool on) {
+    float2 v = make_float2(0.0f, 0.0f);
+    asm("{\n\t.reg .pred q;\n\tsetp.ne.u32 q, %3, 0;\n\t@q ld.global.nc.v2.f32 {%0, %1}, [%2];\n\t}"
+        : "+f"(v.x), "+f"(v.y)
+        : "l"(p), "r"((unsigned)on));
+    return v;
+}
+__device__ __forceinline__ uint4 ld_if_u4(const void *p, bool on) {
+    uint4 v = make_uint4(0u, 0u, 0u, 0u);
+    asm("{\n\t.reg .pred q;\n\tsetp.ne.u32 q, %5, 0;\n\t@q ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];\n\t}"
+        : "+r"(v.x), "+r"(v.y), "+r"(v.z), "+r"(v.w)
+        : "l"(p), "r"((unsigned)on));
+    return v;
+}
 __device__ __forceinline__ float4 ld_if_f4(const void *p, bool on) {
     float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     asm("{\n\t.reg .pred q;\n\tsetp.ne.u32 q, %5, 0;\n\t@q ld.global.nc.v4.f32 {%0, %1, %2, %3}, [%4];\n\t}"
@@ -101,6 +121,13 @@ __device__ __forceinline__ uint32_t act4(const mmq_args &a, int blk, int tok, in
 }
 __device__ __forceinline__ float4 act_ds(const mmq_args &a, int blk, int tok2) {
     return ld_if_f4(a.xds + (size_t)blk * a.ntp + tok2, tok2 < a.n_tok);
+}
+/* Super-blocks: d of tokens tok2, tok2 + 1; the 8 sub-block sums of token tok. */
+__device__ __forceinline__ float2 act_d2(const mmq_args &a, int sb, int tok2) {
+    return ld_if_f2(a.xd + (size_t)sb * a.ntp + tok2, tok2 < a.n_tok);
+}
+__device__ __forceinline__ uint4 act_bs(const mmq_args &a, int sb, int tok) {
+    return ld_if_u4(a.xbs + (size_t)sb * a.ntp + tok, tok < a.n_tok);
 }
 
 /* ---- tensor cores: C (16 x 8, int32) = A (16 x K, int8, row) B (K x 8, int8, col) ----
@@ -147,14 +174,6 @@ __device__ __forceinline__ void acc_scale(float acc[4], const int c[4], const fl
     acc[3] = __fmaf_rn(__fmul_rn(dw[1], ds.z), __int2float_rn(c[3]), acc[3]);
 }
 
-__device__ __forceinline__ void acc_scale_min(float acc[4], const int c[4], const float dw[2], const float mw[2],
-                                              float4 ds) {
-    acc[0] = __fmaf_rn(-mw[0], ds.y, __fmaf_rn(__fmul_rn(dw[0], ds.x), __int2float_rn(c[0]), acc[0]));
-    acc[1] = __fmaf_rn(-mw[0], ds.w, __fmaf_rn(__fmul_rn(dw[0], ds.z), __int2float_rn(c[1]), acc[1]));
-    acc[2] = __fmaf_rn(-mw[1], ds.y, __fmaf_rn(__fmul_rn(dw[1], ds.x), __int2float_rn(c[2]), acc[2]));
-    acc[3] = __fmaf_rn(-mw[1], ds.w, __fmaf_rn(__fmul_rn(dw[1], ds.z), __int2float_rn(c[3]), acc[3]));
-}
-
 /* ---- one type each: the registers of a unit (load) and its arithmetic (dot) ----
  * row[0] / row[1]: the thread's two weight rows (g, g + 8); u: the unit; the n-loop runs over
  * the call's NT column tiles of 8 tokens. */
@@ -172,8 +191,23 @@ __device__ __forceinline__ void k4_scales(uint4 h, float *d, float *dmin, uint32
     mn[1] = (h.w >> 4 & 0x0f0f0f0fu) | (h.z >> 2 & 0x30303030u);
 }
 
+/* The float steps of a K-quant unit into a C fragment, after its integer sums: is[e] the
+ * weight-scaled integer dot product, d[r] the weight's f32 scale for row g (r = 0) / g + 8,
+ * dx = the super-block's activation d of tokens 2t, 2t + 1. */
+__device__ __forceinline__ void acc_sb(float acc[4], const int is[4], const float d[2], float2 dx) {
+    acc[0] = __fmaf_rn(__fmul_rn(d[0], dx.x), __int2float_rn(is[0]), acc[0]);
+    acc[1] = __fmaf_rn(__fmul_rn(d[0], dx.y), __int2float_rn(is[1]), acc[1]);
+    acc[2] = __fmaf_rn(__fmul_rn(d[1], dx.x), __int2float_rn(is[2]), acc[2]);
+    acc[3] = __fmaf_rn(__fmul_rn(d[1], dx.y), __int2float_rn(is[3]), acc[3]);
+}
+
 /* The arithmetic of a Q4_K or Q5_K unit (the same but for the fifth bit): h = each row's d,
- * dmin and scales, q = its nibbles as laid out below (perm8), qh = Q5_K's high bits. */
+ * dmin and scales, q = its nibbles as laid out below (perm8), qh = Q5_K's high bits. The
+ * activations are in super-blocks (one d per 256), so for each (row, token)
+ *     is = sum_j sc_j * isum_j     (isum_j: sub-block j's int8 product; |is| < 2^25)
+ *     im = sum_j mn_j * bsum_j     (bsum_j: sub-block j's sum of activation q; dp2a)
+ * are exact integers and the floats are two FMAs per 256 weights:
+ *     acc = fma(d * d_x, is, acc);  acc = fma(-(dmin * d_x), im, acc). */
 template <int NT, bool Q5>
 __device__ __forceinline__ void k45_dot(const uint4 h[2], const uint2 q[2][4], const uint2 *qh, int u,
                                         const mmq_args &a, int g, int t, float (&acc)[NT][4]) {
@@ -181,11 +215,16 @@ __device__ __forceinline__ void k45_dot(const uint4 h[2], const uint2 q[2][4], c
     uint32_t sc[2][2], mn[2][2];
 #pragma unroll
     for (int r = 0; r < 2; r++) k4_scales(h[r], &d[r], &dmin[r], sc[r], mn[r]);
+    int is[NT][4];
+#pragma unroll
+    for (int n = 0; n < NT; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) is[n][e] = 0;
 #pragma unroll
     for (int j = 0; j < 8; j++) {
         const int c = j / 2, sh = 4 * (j % 2);
         uint32_t ax[2], ay[2];
-        float dw[2], mw[2];
+        int s[2];
 #pragma unroll
         for (int r = 0; r < 2; r++) {
             ax[r] = q[r][c].x >> sh & 0x0f0f0f0fu;
@@ -194,18 +233,35 @@ __device__ __forceinline__ void k45_dot(const uint4 h[2], const uint2 q[2][4], c
                 ax[r] |= (qh[r].x >> j & 0x01010101u) << 4;
                 ay[r] |= (qh[r].y >> j & 0x01010101u) << 4;
             }
-            dw[r] = __fmul_rn(d[r], __uint2float_rn(byte_of(sc[r][j / 4], j % 4)));
-            mw[r] = __fmul_rn(dmin[r], __uint2float_rn(byte_of(mn[r][j / 4], j % 4)));
+            s[r] = (int)byte_of(sc[r][j / 4], j % 4);
         }
         const int blk = u * 8 + j;
 #pragma unroll
         for (int n = 0; n < NT; n++) {
             const uint2 b = act8(a, blk, 8 * n + g, 8 * t);
-            const float4 ds = act_ds(a, blk, 8 * n + 2 * t);
             int cc[4];
             mma_k32(cc, ax[0], ax[1], ay[0], ay[1], b.x, b.y);
-            acc_scale_min(acc[n], cc, dw, mw, ds);
+#pragma unroll
+            for (int e = 0; e < 4; e++) is[n][e] += s[e / 2] * cc[e];
         }
+    }
+    const float mdx[2] = {-dmin[0], -dmin[1]};
+#pragma unroll
+    for (int n = 0; n < NT; n++) {
+        const float2 dx = act_d2(a, u, 8 * n + 2 * t);
+        const uint4 bs[2] = {act_bs(a, u, 8 * n + 2 * t), act_bs(a, u, 8 * n + 2 * t + 1)};
+        int im[4];
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const uint4 b = bs[e % 2];
+            const uint32_t *m = mn[e / 2];
+            int v = __dp2a_lo((int)b.x, (int)m[0], 0);
+            v = __dp2a_hi((int)b.y, (int)m[0], v);
+            v = __dp2a_lo((int)b.z, (int)m[1], v);
+            im[e] = __dp2a_hi((int)b.w, (int)m[1], v);
+        }
+        acc_sb(acc[n], is[n], d, dx);
+        acc_sb(acc[n], im, mdx, dx);
     }
 }
 
@@ -296,12 +352,19 @@ template <> struct mmq_type<DF_TYPE_Q6_K> {
             f.d[r] = __ldg((const uint16_t *)(b + 208));
         }
     }
+    /* Activations in super-blocks: the 16-element groups' products times their int8 scales
+     * add up in integers over the whole unit (|sum| < 2^27), then one FMA per (row, token). */
     template <int NT>
     static __device__ __forceinline__ void dot(const frag &f, int u, const mmq_args &a, int g, int t,
                                                float (&acc)[NT][4]) {
         float d[2];
 #pragma unroll
         for (int r = 0; r < 2; r++) d[r] = cu_f16((uint16_t)f.d[r]);
+        int is[NT][4];
+#pragma unroll
+        for (int n = 0; n < NT; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) is[n][e] = 0;
 #pragma unroll
         for (int j = 0; j < 4; j++) {
             uint32_t aq[2][2]; /* [half][row] */
@@ -320,15 +383,15 @@ template <> struct mmq_type<DF_TYPE_Q6_K> {
 #pragma unroll
             for (int n = 0; n < NT; n++) {
                 const uint32_t b0 = act4(a, blk, 8 * n + g, 4 * t), b1 = act4(a, blk, 8 * n + g, 16 + 4 * t);
-                const float4 ds = act_ds(a, blk, 8 * n + 2 * t);
-                int c0[4], c1[4], cc[4];
+                int c0[4], c1[4];
                 mma_k16(c0, aq[0][0], aq[0][1], b0);
                 mma_k16(c1, aq[1][0], aq[1][1], b1);
 #pragma unroll
-                for (int e = 0; e < 4; e++) cc[e] = s[0][e / 2] * c0[e] + s[1][e / 2] * c1[e];
-                acc_scale(acc[n], cc, d, ds);
+                for (int e = 0; e < 4; e++) is[n][e] += s[0][e / 2] * c0[e] + s[1][e / 2] * c1[e];
             }
         }
+#pragma unroll
+        for (int n = 0; n < NT; n++) acc_sb(acc[n], is[n], d, act_d2(a, u / 2, 8 * n + 2 * t));
     }
 };
 
@@ -597,19 +660,47 @@ static cudaError_t launch_nt(const mmq_launch &l, bool pdl, cudaStream_t s) {
     }
 }
 
-df_status cu_mmq_quantize(cu_backend *cb, const float *x, int n_tok, int n_in, cu_mmq_act *act) {
-    const int ntp = cu_mmq_tok_pad(n_tok), nb = n_in / 32;
-    /* int8 activations, then {d, s} pairs: xq is a multiple of 256 bytes long, so xds is
-     * 16-byte aligned for its float4 reads. */
+df_status cu_mmq_prepare(cu_backend *cb, const float *x, int n_tok, int n_in, cu_mmq_act *act) {
+    const int ntp = cu_mmq_tok_pad(n_tok), nb = n_in / 32, nsb = n_in % 256 ? 0 : n_in / 256;
+    /* Both forms, one after the other: xq (n_in * ntp bytes: a multiple of 256), {d, s} pairs;
+     * the super-block xq, d, sums. Every part is a multiple of 16 bytes long, so each starts
+     * 16-byte aligned for the kernels' vector loads. */
     const size_t xq_bytes = (size_t)ntp * (size_t)n_in, ds_bytes = (size_t)ntp * (size_t)nb * sizeof(float2);
-    void *buf;
-    DF_TRY(cu_qscratch(cb, xq_bytes + ds_bytes, "matmul", &buf));
-    act->xq = (int8_t *)buf;
-    act->xds = (float2 *)((char *)buf + xq_bytes);
+    const size_t sb_bytes = nsb ? xq_bytes : 0, d_bytes = (size_t)ntp * (size_t)nsb * sizeof(float);
+    const size_t bs_bytes = (size_t)ntp * (size_t)nsb * 8 * sizeof(int16_t);
+    char *buf;
+    DF_TRY(cu_qscratch(cb, xq_bytes + ds_bytes + sb_bytes + d_bytes + bs_bytes, "matmul", (void **)&buf));
+    act->x = x;
     act->n_tok = n_tok;
     act->n_in = n_in;
+    act->xq = (int8_t *)buf;
+    act->xds = (float2 *)(buf + xq_bytes);
+    act->xq_sb = nsb ? (int8_t *)(buf + xq_bytes + ds_bytes) : NULL;
+    act->xd_sb = nsb ? (float *)(buf + xq_bytes + ds_bytes + sb_bytes) : NULL;
+    act->xbs_sb = nsb ? (int16_t *)(buf + xq_bytes + ds_bytes + sb_bytes + d_bytes) : NULL;
+    act->has_blocks = act->has_sb = false;
+    act->fresh = false;
+    return DF_OK;
+}
+
+static bool is_k_quant(df_type t) { return t == DF_TYPE_Q4_K || t == DF_TYPE_Q5_K || t == DF_TYPE_Q6_K; }
+
+/* x in the form weights of type t read, quantized now if no weight of the call asked before. */
+static df_status ensure_form(cu_backend *cb, cu_mmq_act *act, df_type t) {
+    if (is_k_quant(t)) {
+        if (act->has_sb) return DF_OK;
+        if (!act->xq_sb)
+            return df_fail(DF_ERR_INVALID, "matmul: rows of %d elements are not whole super-blocks of 256",
+                           act->n_in);
+        DF_TRY(cu_quantize_act_sb(cb, act->x, act->n_tok, act->n_in, act->xq_sb, act->xd_sb, act->xbs_sb));
+        act->has_sb = true;
+    } else {
+        if (act->has_blocks) return DF_OK;
+        DF_TRY(cu_quantize_act(cb, act->x, act->n_tok, act->n_in, act->xq, act->xds));
+        act->has_blocks = true;
+    }
     act->fresh = true;
-    return cu_quantize_act(cb, x, n_tok, n_in, act->xq, act->xds);
+    return DF_OK;
 }
 
 static int unit_of(df_type t) {
@@ -640,8 +731,11 @@ static df_status run_fused(cu_backend *cb, const cu_mmq_act *act, int n, const d
         a.nt = ntp / CU_MMQ_TOK_TILE;
         a.n_tok = act->n_tok;
         a.al4 = row_bytes[i] % 4 == 0 && (uintptr_t)w[i]->data % 4 == 0;
-        a.xq = act->xq;
+        const bool sb = is_k_quant(w[i]->type);
+        a.xq = sb ? act->xq_sb : act->xq;
         a.xds = act->xds;
+        a.xd = act->xd_sb;
+        a.xbs = (const uint4 *)act->xbs_sb;
         a.y = y[i];
     }
     /* Blocks of half the warps where no weight splits K more than 2 ways (the tall FFN gate /
@@ -688,7 +782,8 @@ df_status cu_mmq_run(cu_backend *cb, cu_mmq_act *act, int n, const df_weight *co
         int k = 1;
         while (i + k < n && k < fuse && w[i + k]->type == w[i]->type) k++;
         /* only the launch right after the quantizer overlaps it (the quantizer lets it start) */
-        DF_TRY(run_fused(cb, act, k, w + i, row_bytes + i, y + i, pdl && i == 0 && act->fresh));
+        DF_TRY(ensure_form(cb, act, w[i]->type));
+        DF_TRY(run_fused(cb, act, k, w + i, row_bytes + i, y + i, pdl && act->fresh));
         act->fresh = false;
         i += k;
     }
@@ -697,6 +792,6 @@ df_status cu_mmq_run(cu_backend *cb, cu_mmq_act *act, int n, const df_weight *co
 
 df_status cu_mmq(cu_backend *cb, const float *x, int n_tok, const df_weight *w, size_t row_bytes, float *y) {
     cu_mmq_act act;
-    DF_TRY(cu_mmq_quantize(cb, x, n_tok, (int)w->ne[0], &act));
+    DF_TRY(cu_mmq_prepare(cb, x, n_tok, (int)w->ne[0], &act));
     return cu_mmq_run(cb, &act, 1, &w, &row_bytes, &y);
 }
