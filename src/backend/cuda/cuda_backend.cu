@@ -311,10 +311,9 @@ static const df_backend_ops cuda_ops = {
     /* .conv1d_silu = */ cu_conv1d_silu,
     /* .gdn_gates = */ cu_gdn_gates,
     /* .gdn_recurrent = */ cu_gdn_recurrent,
-    /* The chunked form is a speed-up for long prefills that this backend does not have yet:
-     * the recurrent kernel keeps each head's state in registers and is exact, so it serves
-     * both entries (a prefill's result then equals token-by-token decoding). */
-    /* .gdn_chunked = */ cu_gdn_recurrent,
+    /* prefill (>= 64 tokens): tensor-core chunked form; DFLASH_CUDA_GDN_CHUNKED=0 maps it
+     * back to the recurrent kernel */
+    /* .gdn_chunked = */ cu_gdn_chunked,
     /* .state_to_f32 = */ cu_state_to_f32,
     /* .argmax_rows = */ cu_argmax_rows,
     /* .kv_write = */ cu_kv_write,

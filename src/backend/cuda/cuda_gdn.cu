@@ -142,7 +142,8 @@ __global__ void gdn_recurrent_kernel(gdn_args a) {
     }
 }
 
-static df_status gdn_check(const char *op, const df_gdn_args *a) {
+/* Shared with cu_gdn_chunked (cuda_gdn_chunked.cu): the same checks for both entries. */
+df_status cu_gdn_check(const char *op, const df_gdn_args *a) {
     if (!a) return df_fail(DF_ERR_INVALID, "%s: args is NULL", op);
     DF_TRY(cu_check_heads(op, "q", &a->q));
     DF_TRY(cu_check_heads(op, "k", &a->k));
@@ -179,7 +180,7 @@ static df_status gdn_check(const char *op, const df_gdn_args *a) {
 
 df_status cu_gdn_recurrent(df_backend *be, const df_gdn_args *args) {
     cu_backend *cb = cu_impl(be);
-    DF_TRY(gdn_check("gdn_recurrent", args));
+    DF_TRY(cu_gdn_check("gdn_recurrent", args));
     DF_TRY(cu_enter(cb, "gdn_recurrent"));
     const df_gdn_args *a = args;
     gdn_args k;
