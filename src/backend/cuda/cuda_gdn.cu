@@ -16,17 +16,7 @@
  * memory by the whole block in one pass, so the token loop waits on no device-memory load. */
 enum { GDN_ROWS = 32, GDN_MAX_GROUPS = 8, GDN_CHUNK = 16 };
 
-struct gdn_args {
-    cu_heads q, k, v, out;
-    const float *g, *beta;
-    float *state;
-    void *capture;
-    int cap_f16;
-    int tiled; /* head map: 1 tiled (h % n_k_head), 0 grouped (h / ratio) */
-    float q_scale;
-};
-
-__global__ void gdn_recurrent_kernel(gdn_args a) {
+__global__ void gdn_recurrent_kernel(cu_gdn_args a) {
     __shared__ float red_kv[GDN_MAX_GROUPS][32];
     __shared__ float red_o[GDN_MAX_GROUPS][32];
     __shared__ float sk[GDN_CHUNK][GDN_ROWS * GDN_MAX_GROUPS];
@@ -178,12 +168,8 @@ df_status cu_gdn_check(const char *op, const df_gdn_args *a) {
     return DF_OK;
 }
 
-df_status cu_gdn_recurrent(df_backend *be, const df_gdn_args *args) {
-    cu_backend *cb = cu_impl(be);
-    DF_TRY(cu_gdn_check("gdn_recurrent", args));
-    DF_TRY(cu_enter(cb, "gdn_recurrent"));
-    const df_gdn_args *a = args;
-    gdn_args k;
+cu_gdn_args cu_gdn_args_of(const df_gdn_args *a) {
+    cu_gdn_args k;
     k.q = cu_heads_of(&a->q);
     k.k = cu_heads_of(&a->k);
     k.v = cu_heads_of(&a->v);
@@ -195,6 +181,15 @@ df_status cu_gdn_recurrent(df_backend *be, const df_gdn_args *args) {
     k.cap_f16 = a->capture_type == DF_STATE_F16;
     k.tiled = a->head_map == DF_GDN_HEADS_TILED;
     k.q_scale = a->q_scale > 0.0f ? a->q_scale : (float)(1.0 / sqrt((double)a->k.dim));
+    return k;
+}
+
+df_status cu_gdn_recurrent(df_backend *be, const df_gdn_args *args) {
+    cu_backend *cb = cu_impl(be);
+    DF_TRY(cu_gdn_check("gdn_recurrent", args));
+    DF_TRY(cu_enter(cb, "gdn_recurrent"));
+    const df_gdn_args *a = args;
+    const cu_gdn_args k = cu_gdn_args_of(a);
     const int groups = (int)((a->k.dim + GDN_ROWS - 1) / GDN_ROWS);
     dim3 grid(cu_blocks(a->v.dim, 32), (unsigned)a->v.n_head);
     gdn_recurrent_kernel<<<grid, 32 * groups, 0, cb->stream>>>(k);

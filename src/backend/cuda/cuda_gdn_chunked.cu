@@ -94,14 +94,8 @@ static gc_layout gc_make_layout(int C, int dkp) {
 }
 
 struct gc_args {
-    cu_heads q, k, v, out;
-    const float *g, *beta;
-    float *state;
-    void *capture;
-    int cap_f16;
-    int tiled; /* head map: 1 tiled (h % n_k_head), 0 grouped (h / ratio) */
-    int vec;   /* q, k, v rows 16-byte aligned, dims % 4 == 0: 16-byte copies */
-    float q_scale;
+    cu_gdn_args p; /* the views, gates, state and capture (cuda_gdn.cu) */
+    int vec;       /* q, k, v rows 16-byte aligned, dims % 4 == 0: 16-byte copies */
     gc_layout lay;
 };
 
@@ -212,11 +206,11 @@ __global__ void __launch_bounds__(GC_THREADS, 1) gdn_chunked_kernel(gc_args a) {
     const int ldk = L.ldk, lds = L.lds, ldv = L.ldv, ldc = L.ldc, dkp = L.dkp;
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
     const int h = blockIdx.y, col0 = blockIdx.x * GC_BV;
-    const int dk = a.k.dim, dv = a.v.dim, nv = a.v.n_head, nk = a.k.n_head, n_tok = a.v.n_tok;
-    const int kh = a.tiled ? h % nk : h / (nv / nk);
+    const int dk = a.p.k.dim, dv = a.p.v.dim, nv = a.p.v.n_head, nk = a.p.k.n_head, n_tok = a.p.v.n_tok;
+    const int kh = a.p.tiled ? h % nk : h / (nv / nk);
     const long long hs = (long long)dk * dv;
-    float *S_g = a.state + (long long)h * hs;
-    const bool capture = a.capture != NULL;
+    float *S_g = a.p.state + (long long)h * hs;
+    const bool capture = a.p.capture != NULL;
     constexpr int NB = C / 16, NTRI = NB * (NB + 1) / 2, NBC = GC_BV / 16;
 
     for (int i = tid; i < dkp * GC_BV; i += GC_THREADS) {
@@ -231,13 +225,13 @@ __global__ void __launch_bounds__(GC_THREADS, 1) gdn_chunked_kernel(gc_args a) {
         if (warp != 0) return;
         for (int t = lane; t < C; t += 32) {
             const long long gi = (long long)(t0 + t) * nv + h;
-            sgraw[t] = t < n ? a.g[gi] : 0.0f;
-            sbeta[t] = t < n ? a.beta[gi] : 0.0f;
+            sgraw[t] = t < n ? a.p.g[gi] : 0.0f;
+            sbeta[t] = t < n ? a.p.beta[gi] : 0.0f;
         }
     };
-    gc_stage_rows(sK, ldk, C, a.k, 0, min(C, n_tok), kh, 0, dk, dkp, vec);
-    gc_stage_rows(sQ, ldk, C, a.q, 0, min(C, n_tok), kh, 0, dk, dkp, vec);
-    gc_stage_rows(sV, ldv, C, a.v, 0, min(C, n_tok), h, col0, vcols, GC_BV, vec);
+    gc_stage_rows(sK, ldk, C, a.p.k, 0, min(C, n_tok), kh, 0, dk, dkp, vec);
+    gc_stage_rows(sQ, ldk, C, a.p.q, 0, min(C, n_tok), kh, 0, dk, dkp, vec);
+    gc_stage_rows(sV, ldv, C, a.p.v, 0, min(C, n_tok), h, col0, vcols, GC_BV, vec);
     stage_gates(0, min(C, n_tok));
     gc_cp_wait();
     __syncthreads();
@@ -314,7 +308,7 @@ __global__ void __launch_bounds__(GC_THREADS, 1) gdn_chunked_kernel(gc_args a) {
             const int r = i / C, c = i % C, hi = max(r, c), lo = min(r, c);
             const float dec = expf((float)(scum[hi] - scum[lo]));
             sA[r * ldc + c] = c > r ? sbeta[c] * sA[r * ldc + c] * dec : 0.0f;
-            sH[r * ldc + c] = c <= r ? sH[r * ldc + c] * (dec * a.q_scale) : 0.0f;
+            sH[r * ldc + c] = c <= r ? sH[r * ldc + c] * (dec * a.p.q_scale) : 0.0f;
         }
         for (int i = tid; i < C * GC_BV; i += GC_THREADS) {
             const int t = i / GC_BV, c = i % GC_BV;
@@ -322,14 +316,14 @@ __global__ void __launch_bounds__(GC_THREADS, 1) gdn_chunked_kernel(gc_args a) {
             sV[t * ldv + c] = sbeta[t] * (sV[t * ldv + c] - e * sP[t * ldv + c]);
         }
         for (int t = warp; t < C; t += GC_WARPS) {
-            const float eq = sec[t] * a.q_scale, ek = skd[t];
+            const float eq = sec[t] * a.p.q_scale, ek = skd[t];
             for (int r = lane; r < dkp; r += 32) {
                 sQ[t * ldk + r] *= eq;
                 if (!capture) sK[t * ldk + r] *= ek;
             }
         }
         __syncthreads();
-        if (n1 > 0) gc_stage_rows(sP, ldv, C, a.v, t1, n1, h, col0, vcols, GC_BV, vec);
+        if (n1 > 0) gc_stage_rows(sP, ldv, C, a.p.v, t1, n1, h, col0, vcols, GC_BV, vec);
 
         /* 4. (I + A) Vn = X, one thread per value column (the first two warps), in place in
          * sV; meanwhile the other warps compute O = (e^c q_scale Q) S0, which needs no Vn */
@@ -365,7 +359,7 @@ __global__ void __launch_bounds__(GC_THREADS, 1) gdn_chunked_kernel(gc_args a) {
             for (int i = 0; i < C; i++) sV[i * ldv + tid] = x[i];
         }
         __syncthreads();
-        if (n1 > 0) gc_stage_rows(sQ, ldk, C, a.q, t1, n1, kh, 0, dk, dkp, vec);
+        if (n1 > 0) gc_stage_rows(sQ, ldk, C, a.p.q, t1, n1, kh, 0, dk, dkp, vec);
 
         /* 5. O += Hm Vn; S = e^{c_C} S + Kd^T Vn (or, with capture, the per-token rank-1 updates) */
         {
@@ -403,8 +397,8 @@ __global__ void __launch_bounds__(GC_THREADS, 1) gdn_chunked_kernel(gc_args a) {
                         const float s = d * sS[r * lds + c] + sK[t * ldk + r] * sV[t * ldv + c];
                         sS[r * lds + c] = s;
                         const long long at = base + (long long)r * dv + c;
-                        if (a.cap_f16) ((__half *)a.capture)[at] = __float2half_rn(s);
-                        else ((float *)a.capture)[at] = s;
+                        if (a.p.cap_f16) ((__half *)a.p.capture)[at] = __float2half_rn(s);
+                        else ((float *)a.p.capture)[at] = s;
                     }
                 }
             }
@@ -414,10 +408,10 @@ __global__ void __launch_bounds__(GC_THREADS, 1) gdn_chunked_kernel(gc_args a) {
         /* 6. the chunk's outputs; the next chunk's K, g and beta */
         for (int i = tid; i < C * GC_BV; i += GC_THREADS) {
             const int t = i / GC_BV, c = i % GC_BV, col = col0 + c;
-            if (t < n && col < dv) cu_head_ptr(a.out, t0 + t, h)[col] = sO[t * ldv + c];
+            if (t < n && col < dv) cu_head_ptr(a.p.out, t0 + t, h)[col] = sO[t * ldv + c];
         }
         if (n1 > 0) {
-            gc_stage_rows(sK, ldk, C, a.k, t1, n1, kh, 0, dk, dkp, vec);
+            gc_stage_rows(sK, ldk, C, a.p.k, t1, n1, kh, 0, dk, dkp, vec);
             stage_gates(t1, n1);
             float *sw = sV;
             sV = sP;
@@ -468,17 +462,7 @@ df_status cu_gdn_chunked(df_backend *be, const df_gdn_args *args) {
     DF_TRY(cu_enter(cb, "gdn_chunked"));
     const df_gdn_args *a = args;
     gc_args k;
-    k.q = cu_heads_of(&a->q);
-    k.k = cu_heads_of(&a->k);
-    k.v = cu_heads_of(&a->v);
-    k.out = cu_heads_of(&a->out);
-    k.g = a->g;
-    k.beta = a->beta;
-    k.state = a->state;
-    k.capture = a->capture;
-    k.cap_f16 = a->capture_type == DF_STATE_F16;
-    k.tiled = a->head_map == DF_GDN_HEADS_TILED;
-    k.q_scale = a->q_scale > 0.0f ? a->q_scale : (float)(1.0 / sqrt((double)a->k.dim));
+    k.p = cu_gdn_args_of(a);
     k.lay = lay;
     k.vec = 1;
     const df_heads *views[3] = {&a->q, &a->k, &a->v};

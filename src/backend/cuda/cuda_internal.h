@@ -177,6 +177,17 @@ df_status cu_gdn_gates(df_backend *be, const float *a, const float *b, const flo
 df_status cu_gdn_recurrent(df_backend *be, const df_gdn_args *args);
 /* The argument checks of both GDN entries (q/k/v/out views, head counts, d_k <= 256, ...). */
 df_status cu_gdn_check(const char *op, const df_gdn_args *a);
+/* What both GDN kernels take of df_gdn_args, in device form (q_scale resolved). */
+typedef struct cu_gdn_args {
+    cu_heads q, k, v, out;
+    const float *g, *beta;
+    float *state;
+    void *capture;
+    int cap_f16;
+    int tiled; /* head map: 1 tiled (h % n_k_head), 0 grouped (h / ratio) */
+    float q_scale;
+} cu_gdn_args;
+cu_gdn_args cu_gdn_args_of(const df_gdn_args *a);
 
 /* cuda_gdn_chunked.cu: the chunked form for calls of >= 64 tokens (prefill); shorter calls,
  * or DFLASH_CUDA_GDN_CHUNKED=0, go to cu_gdn_recurrent */

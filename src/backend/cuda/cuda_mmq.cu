@@ -191,6 +191,14 @@ __device__ __forceinline__ void k4_scales(uint4 h, float *d, float *dmin, uint32
     mn[1] = (h.w >> 4 & 0x0f0f0f0fu) | (h.z >> 2 & 0x30303030u);
 }
 
+/* A unit's integer sums start at zero, per column tile and C-fragment element. */
+template <int NT> __device__ __forceinline__ void zero_tiles(int (&v)[NT][4]) {
+#pragma unroll
+    for (int n = 0; n < NT; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) v[n][e] = 0;
+}
+
 /* The float steps of a K-quant unit into a C fragment, after its integer sums: is[e] the
  * weight-scaled integer dot product, d[r] the weight's f32 scale for row g (r = 0) / g + 8,
  * dx = the super-block's activation d of tokens 2t, 2t + 1. */
@@ -216,10 +224,7 @@ __device__ __forceinline__ void k45_dot(const uint4 h[2], const uint2 q[2][4], c
 #pragma unroll
     for (int r = 0; r < 2; r++) k4_scales(h[r], &d[r], &dmin[r], sc[r], mn[r]);
     int is[NT][4];
-#pragma unroll
-    for (int n = 0; n < NT; n++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) is[n][e] = 0;
+    zero_tiles(is);
 #pragma unroll
     for (int j = 0; j < 8; j++) {
         const int c = j / 2, sh = 4 * (j % 2);
@@ -361,10 +366,7 @@ template <> struct mmq_type<DF_TYPE_Q6_K> {
 #pragma unroll
         for (int r = 0; r < 2; r++) d[r] = cu_f16((uint16_t)f.d[r]);
         int is[NT][4];
-#pragma unroll
-        for (int n = 0; n < NT; n++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) is[n][e] = 0;
+        zero_tiles(is);
 #pragma unroll
         for (int j = 0; j < 4; j++) {
             uint32_t aq[2][2]; /* [half][row] */
