@@ -81,6 +81,10 @@ typedef struct dflash_session_params {
                                 N > 0: this session gets N CPU threads of its own and can
                                 generate at the same time as other sessions (the CPU backend;
                                 elsewhere it is ignored and sessions take turns) */
+    bool sync_phases;        /* speculative decoding waits for the device at the end of each
+                                commit, so draft_s / verify_s hold their own phase's work and
+                                not the commit's (asynchronous on a GPU); for measurements,
+                                it costs a little speed */
 } dflash_session_params;
 
 dflash_session_params dflash_session_default_params(void);

@@ -7,7 +7,7 @@
 
 dflash_session_params dflash_session_default_params(void) {
     dflash_session_params p = {.n_ctx = 0, .max_batch = 0, .kv_f32 = false, .block_size = 0,
-                               .no_spec = false, .capture_f16 = false, .n_threads = 0};
+                               .no_spec = false, .capture_f16 = false, .n_threads = 0, .sync_phases = false};
     return p;
 }
 
@@ -36,6 +36,7 @@ int dflash_session_create(dflash_model *m, const dflash_session_params *p, dflas
         if (st == DF_OK) st = df_dflash_drafter_create(m->draft, m->target, n_ctx, block, &s->drafter);
         if (st == DF_OK) st = df_spec_create(s->st, &s->drafter->base, (int)block,
                                              p->capture_f16 ? DF_STATE_F16 : DF_STATE_F32, &s->spec);
+        if (st == DF_OK) s->spec->sync_phases = p->sync_phases;
     }
     if (st != DF_OK) {
         dflash_session_free(s);

@@ -22,14 +22,14 @@ static size_t conv_elems(const df_qwen35_hparams *hp) {
  * a replay rollback and a shorter default block (spec.h). */
 static bool on_cpu(const df_backend *be) { return be->ops->name && !strcmp(be->ops->name, "cpu"); }
 
-/* Replay on the CPU (see spec.h): the per-token states of a verify cost more to write there
- * than the accepted tokens cost to run again. f16 states exist only as captures. */
-static df_spec_rollback choose_rollback(const df_backend *be, df_state_type state_type) {
+/* Replay wherever the states are f32 (see spec.h): the per-token states of a verify cost more
+ * to write than the accepted tokens cost to run again, on a CPU and on a GPU. f16 states
+ * exist only as captures. */
+static df_spec_rollback choose_rollback(df_state_type state_type) {
     const char *env = getenv("DFLASH_SPEC_ROLLBACK");
     if (env && !strcmp(env, "capture")) return DF_ROLLBACK_CAPTURE;
     if (env && !strcmp(env, "replay")) return DF_ROLLBACK_REPLAY;
-    if (state_type != DF_STATE_F32) return DF_ROLLBACK_CAPTURE;
-    return on_cpu(be) ? DF_ROLLBACK_REPLAY : DF_ROLLBACK_CAPTURE;
+    return state_type == DF_STATE_F32 ? DF_ROLLBACK_REPLAY : DF_ROLLBACK_CAPTURE;
 }
 
 int df_spec_default_block(const df_backend *be, int drafter_block) {
@@ -102,7 +102,7 @@ df_status df_spec_create(df_qwen35_state *st, df_drafter *d, int block, df_state
     sp->d = d;
     sp->block = block;
     sp->state_type = state_type;
-    sp->rollback = choose_rollback(be, state_type);
+    sp->rollback = choose_rollback(state_type);
     df_status rc = DF_OK;
     for (int i = 0; i < d->n_features && rc == DF_OK; i++)
         rc = be->ops->alloc(be, (size_t)(st->max_batch * hp->n_embd) * sizeof(float), (void **)&sp->hidden[i]);
@@ -184,8 +184,6 @@ df_status df_spec_verify(df_spec *sp, int32_t bonus, int *n_match) {
 
 df_status df_spec_commit(df_spec *sp, int n) {
     df_qwen35_state *st = sp->st;
-    const df_qwen35_hparams *hp = &st->m->hp;
-    df_backend *be = st->m->be;
     if (n < 1 || n > sp->block)
         return df_fail(DF_ERR_INVALID, "speculative decoding: cannot commit %d of %d tokens", n, sp->block);
     double t0 = now_s();
@@ -196,17 +194,12 @@ df_status df_spec_commit(df_spec *sp, int n) {
         DF_TRY(df_qwen35_replay(st, &sp->cap_verify, n));
     } else if (n < sp->block) {
         /* The live state ran to the end of the block: take token n-1's from the capture. */
-        const size_t elem = sp->state_type == DF_STATE_F16 ? 2 : 4;
-        for (int64_t l = 0; l < hp->n_layer; l++) {
-            int g = st->gdn_index[l];
-            if (g < 0) continue;
-            const char *ssm = (const char *)sp->gdn_state[g] + (size_t)(n - 1) * ssm_elems(hp) * elem;
-            DF_TRY(be->ops->state_to_f32(be, st->ssm[l], ssm, sp->state_type, (int64_t)ssm_elems(hp)));
-            const float *conv = sp->conv_state[g] + (size_t)(n - 1) * conv_elems(hp);
-            DF_TRY(be->ops->copy(be, st->conv[l], conv, conv_elems(hp) * sizeof(float)));
-        }
+        DF_TRY(df_qwen35_restore_capture(st, &sp->cap_verify, n));
     }
     DF_TRY(sp->d->append_context(sp->d->self, sp->hidden, n));
+    /* The rollback and the drafter's commit are queued work on a GPU: without this wait
+     * their time shows up in the next drafter step. */
+    if (sp->sync_phases) DF_TRY(st->m->be->ops->sync(st->m->be));
     sp->stats.accept_hist[n - 1]++;
     sp->stats.n_accepted += n - 1;
     sp->stats.t_commit += now_s() - t0;

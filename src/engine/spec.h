@@ -2,24 +2,25 @@
  *
  * One step: the drafter proposes B-1 tokens after the pending token (the "bonus", chosen but
  * not yet in the target's state); the target runs [bonus, d1 .. d(B-1)] in one forward,
- * capturing the hidden states the drafter reads and the GDN state after every token; the
- * caller accepts the longest prefix of drafts that equal the target's own argmax and commits
- * n tokens: attention rows are truncated to n, the recurrent and conv state of token n-1 are
- * copied back from the capture (no second target pass), and the drafter's context grows by
- * the n committed rows only. The target's token after the last committed one is the next
- * bonus.
+ * capturing the hidden states the drafter reads and what the GDN layers need to roll back;
+ * the caller accepts the longest prefix of drafts that equal the target's own argmax and
+ * commits n tokens: attention rows are truncated to n, the recurrent and conv state are set
+ * to those after token n-1 (no second target pass), and the drafter's context grows by the n
+ * committed rows only. The target's token after the last committed one is the next bonus.
  *
  * Every target op is batch-invariant (backend.h), so greedy output is byte-identical to
  * plain autoregressive decoding.
  *
- * Two ways to roll the GDN layers back (df_spec_rollback): capture (above: the verify writes
- * every token's recurrent state, commit copies one back; what a GPU does, its memory is fast
- * and the kernel sequence stays fixed for its recorded graphs) and replay (the verify keeps the
- * state from before it and each token's small recurrence inputs, commit re-runs the accepted
- * tokens' recurrence; what a CPU does: the embedded pair's 16-token verify would otherwise
- * write 12 MiB of states per step, which leave the cache, while re-running ~4 accepted tokens
- * reads 768 KiB that are still in it). Replay and an f32 capture give the same bits (an f16
- * capture rounds the restored state).
+ * Two ways to roll the GDN layers back (df_spec_rollback): capture (the verify writes every
+ * token's recurrent state, commit copies one back) and replay (the verify keeps the state from
+ * before it and each token's small recurrence inputs, commit re-runs the accepted tokens'
+ * recurrence). Replay is the default wherever states are f32: on a CPU the embedded pair's
+ * 16-token verify would otherwise write 12 MiB of states per step, which leave the cache,
+ * where re-running ~4 accepted tokens reads 768 KiB that are still in it; on an H100 the
+ * 27B's 16-token capture writes 2.4 GB per verify (~0.8 ms) where the replay moves ~0.6 GB
+ * (docs/PERF.md). Both are recorded as graphs per accepted count on backends that record
+ * (df_qwen35_replay, df_qwen35_restore_capture). Replay and an f32 capture give the same bits
+ * (an f16 capture rounds the restored state; it is the only choice for f16 states).
  *
  * Memory (allocated once), per GDN layer: capture B x (n_v_head x d_k x d_v x (4 or 2 bytes)
  * + (K-1) x conv channels x 4 bytes); replay n_v_head x d_k x d_v x 4 + (K-1 + 2B) x conv
@@ -66,6 +67,7 @@ typedef struct df_spec {
     int block;                                  /* B for this session */
     df_state_type state_type;
     df_spec_rollback rollback;
+    bool sync_phases;                           /* commit waits for the device (timings) */
     float *hidden[DF_SPEC_MAX_FEATURES];        /* [max_batch][n_embd] each */
     /* capture: */
     void **gdn_state;                           /* [n_gdn] x [B][n_v_head][d_k][d_v] */
@@ -90,9 +92,9 @@ typedef struct df_spec {
 int df_spec_default_block(const df_backend *be, int drafter_block);
 
 /* block <= the drafter's block size and <= the state's max_batch, >= 2. The rollback is
- * chosen here: capture when state_type is f16 (a choice only capture has) or the backend is
- * not the CPU, replay on the CPU; the environment variable DFLASH_SPEC_ROLLBACK=capture or
- * =replay overrides it (measurements, tests). */
+ * chosen here: capture when state_type is f16 (a choice only capture has), replay otherwise;
+ * the environment variable DFLASH_SPEC_ROLLBACK=capture or =replay overrides it
+ * (measurements, tests). */
 df_status df_spec_create(df_qwen35_state *st, df_drafter *d, int block, df_state_type state_type,
                          df_spec **out);
 void df_spec_free(df_spec *sp);

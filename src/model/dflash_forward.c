@@ -44,16 +44,37 @@ static df_status ring_write(df_dflash_state *s, int64_t l, const df_heads *k, co
 
 /* ---- commit ---- */
 
-/* m <= s->chunk rows of packed features (backend memory). */
-static df_status commit_rows(df_dflash_state *s, const float *feat, int64_t m) {
+/* One commit batch of m <= s->chunk rows: from the target's hidden states (hidden != NULL,
+ * rows r0.. of each, packed into s->feat first) or from packed features (feat). */
+typedef struct commit_call {
+    df_dflash_state *s;
+    const float *const *hidden;
+    int64_t r0;
+    const float *feat;
+    int64_t m;
+} commit_call;
+
+/* Everything after the position upload: the positions are read from s->pos when the work
+ * runs, so a recording replays at any position (one per batch size and source). */
+static df_status commit_body(void *ctx) {
+    const commit_call *c = ctx;
+    df_dflash_state *s = c->s;
     const df_dflash_draft *d = s->d;
     const df_dflash_hparams *hp = &d->hp;
     df_backend *be = d->be;
-    const int64_t E = hp->n_embd, D = hp->head_dim, kvd = hp->n_head_kv * D;
-    const int64_t pos0 = s->n_committed;
+    const int64_t E = hp->n_embd, D = hp->head_dim, kvd = hp->n_head_kv * D, m = c->m;
+    const float *feat = c->feat;
+    if (c->hidden) {
+        /* fc wants each row's captures side by side, in layer_ids order. */
+        const int64_t nc = hp->n_capture;
+        const size_t row_bytes = (size_t)E * sizeof(float);
+        for (int64_t i = 0; i < nc; i++)
+            DF_TRY(OPS->copy_2d(be, s->feat + i * E, (size_t)nc * row_bytes, c->hidden[i] + c->r0 * E, row_bytes,
+                                row_bytes, (size_t)m));
+        feat = s->feat;
+    }
     DF_TRY(OPS->matmul(be, feat, m, &d->fc, s->x));
     DF_TRY(OPS->rmsnorm(be, s->x, E, s->x, E, m, E, d->hidden_norm.data, hp->rms_eps));
-    DF_TRY(upload_positions(s, pos0, m));
     for (int64_t l = 0; l < hp->n_layer; l++) {
         const df_dflash_layer *L = &d->layers[l];
         /* No attn_norm here: the reference projects the fused features directly. */
@@ -66,7 +87,24 @@ static df_status commit_rows(df_dflash_state *s, const float *feat, int64_t m) {
         DF_TRY(OPS->rope(be, &k, s->pos, d->inv_freq, D));
         DF_TRY(ring_write(s, l, &k, &v));
     }
-    s->n_committed += m;
+    return DF_OK;
+}
+
+/* Key words of a commit recording: a tag no draft key (a block width) can equal, the batch
+ * size, and the source's addresses. */
+#define COMMIT_KEY_TAG ((uintptr_t)0x434f4d4du)
+
+static df_status commit_batch(df_dflash_state *s, const commit_call *c) {
+    DF_TRY(upload_positions(s, s->n_committed, c->m));
+    const int64_t n_src = c->hidden ? s->d->hp.n_capture : 0;
+    if (n_src > DF_GRAPH_KEY_WORDS - 4) {
+        DF_TRY(commit_body((void *)c)); /* more sources than key words: unrecorded */
+    } else {
+        uintptr_t key[DF_GRAPH_KEY_WORDS] = {COMMIT_KEY_TAG, (uintptr_t)c->m, (uintptr_t)c->r0, (uintptr_t)c->feat};
+        for (int64_t i = 0; i < n_src; i++) key[4 + i] = (uintptr_t)c->hidden[i];
+        DF_TRY(df_graph_cache_run(s->graphs, key, 4 + (int)n_src, commit_body, (void *)c));
+    }
+    s->n_committed += c->m;
     return DF_OK;
 }
 
@@ -81,24 +119,18 @@ static df_status check_room(const df_dflash_state *s, int64_t n_rows) {
 df_status df_dflash_state_commit_packed(df_dflash_state *s, const float *feat, int64_t n_rows) {
     DF_TRY(check_room(s, n_rows));
     const int64_t width = s->d->hp.n_capture * s->d->hp.n_embd;
-    for (int64_t r0 = 0; r0 < n_rows; r0 += s->chunk)
-        DF_TRY(commit_rows(s, feat + r0 * width, min64(n_rows - r0, s->chunk)));
+    for (int64_t r0 = 0; r0 < n_rows; r0 += s->chunk) {
+        const commit_call c = {s, NULL, 0, feat + r0 * width, min64(n_rows - r0, s->chunk)};
+        DF_TRY(commit_batch(s, &c));
+    }
     return DF_OK;
 }
 
 df_status df_dflash_state_commit(df_dflash_state *s, const float *const *hidden, int64_t n_rows) {
     DF_TRY(check_room(s, n_rows));
-    const df_dflash_hparams *hp = &s->d->hp;
-    df_backend *be = s->d->be;
-    const int64_t E = hp->n_embd, nc = hp->n_capture;
-    const size_t row_bytes = (size_t)E * sizeof(float);
     for (int64_t r0 = 0; r0 < n_rows; r0 += s->chunk) {
-        const int64_t m = min64(n_rows - r0, s->chunk);
-        /* fc wants each row's captures side by side, in layer_ids order. */
-        for (int64_t i = 0; i < nc; i++)
-            DF_TRY(OPS->copy_2d(be, s->feat + i * E, (size_t)nc * row_bytes, hidden[i] + r0 * E, row_bytes,
-                                row_bytes, (size_t)m));
-        DF_TRY(commit_rows(s, s->feat, m));
+        const commit_call c = {s, hidden, r0, NULL, min64(n_rows - r0, s->chunk)};
+        DF_TRY(commit_batch(s, &c));
     }
     return DF_OK;
 }

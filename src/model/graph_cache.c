@@ -6,7 +6,7 @@
 
 #include "base/log.h"
 
-enum { GRAPH_SLOTS = 8 };
+enum { GRAPH_SLOTS = DF_GRAPH_CACHE_SLOTS };
 
 typedef struct graph_slot {
     uintptr_t key[DF_GRAPH_KEY_WORDS];

@@ -17,7 +17,10 @@
 
 #include "backend/backend.h"
 
-enum { DF_GRAPH_KEY_WORDS = 24 };
+/* Recordings kept (least recently used replaced). A speculative session keeps ~20 shapes
+ * busy: its verify, the rollback after each number of accepted tokens (1..B-1), the decode
+ * step, prompt chunks. */
+enum { DF_GRAPH_KEY_WORDS = 24, DF_GRAPH_CACHE_SLOTS = 48 };
 
 typedef struct df_graph_cache df_graph_cache;
 

@@ -180,11 +180,17 @@ df_status df_qwen35_forward(df_qwen35_state *s, const int32_t *ids, int64_t n_to
  * GDN layer's recurrent and conv state to what it was after the first n of those tokens
  * (1 <= n <= n_tok), by restoring the saved state and running the recurrence of tokens
  * 0..n-1 again with the same kernel on the same inputs, so the result is bitwise what the
- * forward computed. Attention rows are not touched (set n_past or truncate). The saved
- * recurrent state is restored by exchanging buffers: s->ssm[l] and cap->ssm_before[g] trade
- * places (both are backend buffers of one state's size; whoever holds one at the end frees
- * it), so run it once per forward; the next forward with the capture saves again. */
+ * forward computed. Attention rows are not touched (set n_past or truncate). Without graphs
+ * the saved recurrent state is restored by exchanging buffers: s->ssm[l] and
+ * cap->ssm_before[g] trade places (both are backend buffers of one state's size; whoever
+ * holds one at the end frees it); with graphs (whose recordings hold the state's addresses)
+ * it is copied back. Run it once per forward; the next forward with the capture saves again.
+ * Recorded per n where the backend records (s->graphs). */
 df_status df_qwen35_replay(df_qwen35_state *s, df_qwen35_capture *cap, int64_t n);
+/* After a forward of n_tok tokens that ran with a per-token capture (cap->gdn): sets every
+ * GDN layer's recurrent and conv state to the captured one after token n-1 (1 <= n <=
+ * n_tok). Recorded per n like the replay. */
+df_status df_qwen35_restore_capture(df_qwen35_state *s, df_qwen35_capture *cap, int64_t n);
 
 /* A prompt of any length: forwards of up to max_batch tokens, logits (DF_LOGITS_LAST) only
  * for the last one. With a capture, on_chunk(ctx, n) runs after each forward of n tokens, while

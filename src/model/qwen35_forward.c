@@ -235,15 +235,23 @@ static df_status forward_body(void *call) {
     return OPS->argmax_rows(be, s->logits, rows, hp->n_vocab, hp->n_vocab, s->argmax);
 }
 
-df_status df_qwen35_replay(df_qwen35_state *s, df_qwen35_capture *cap, int64_t n) {
-    const df_qwen35 *m = s->m;
-    const df_qwen35_hparams *hp = &m->hp;
-    df_backend *be = m->be;
-    if (!cap || !cap->replay)
-        return df_fail(DF_ERR_INVALID, "qwen35 replay: the capture kept no replay inputs");
-    if (n < 1 || n > s->max_batch)
-        return df_fail(DF_ERR_INVALID, "qwen35 replay: %lld tokens (1..%lld)", (long long)n,
-                       (long long)s->max_batch);
+/* ---- rollback after a verify ---- */
+
+typedef struct rollback_call {
+    df_qwen35_state *s;
+    df_qwen35_capture *cap;
+    int64_t n;
+} rollback_call;
+
+/* Replay: the conv state from the saved rows and the n tokens' inputs, the recurrent state
+ * from the saved one, then the recurrence of the n tokens again (df_qwen35_replay). */
+static df_status replay_body(void *call) {
+    const rollback_call *c = call;
+    df_qwen35_state *s = c->s;
+    df_qwen35_capture *cap = c->cap;
+    const int64_t n = c->n;
+    const df_qwen35_hparams *hp = &s->m->hp;
+    df_backend *be = s->m->be;
     const int64_t C = df_qwen35_conv_channels(hp), keep = hp->conv_kernel - 1;
     const int64_t qk = hp->n_k_head * hp->d_k, vd = hp->n_v_head * hp->d_v;
     const size_t row = (size_t)C * sizeof(float);
@@ -258,14 +266,19 @@ df_status df_qwen35_replay(df_qwen35_state *s, df_qwen35_capture *cap, int64_t n
                              (size_t)from_old * row));
         DF_TRY(OPS->copy(be, s->conv[l] + from_old * C, cap->qkv_in[gi] + (n - from_new) * C,
                          (size_t)from_new * row));
-        /* The saved state becomes the live one by swapping the two buffers, not copying: the
-         * one the forward ran to the end of the call is free for the next save. Then the
-         * recurrence over the same q, k, v, gate and beta, in the same kernel as the forward:
-         * the state after token n-1 comes out bit for bit. Its outputs go to scratch (the
-         * forward already produced them). */
-        float *live = s->ssm[l];
-        s->ssm[l] = cap->ssm_before[gi];
-        cap->ssm_before[gi] = live;
+        /* The saved state becomes the live one. Unrecorded, by swapping the two buffers (the
+         * one the forward ran to the end of the call is free for the next save); a recorded
+         * forward has the state's addresses baked in, so with graphs it is copied back. */
+        if (s->graphs) {
+            DF_TRY(OPS->copy(be, s->ssm[l], cap->ssm_before[gi], ssm_bytes(hp)));
+        } else {
+            float *live = s->ssm[l];
+            s->ssm[l] = cap->ssm_before[gi];
+            cap->ssm_before[gi] = live;
+        }
+        /* The recurrence over the same q, k, v, gate and beta, in the same kernel as the
+         * forward: the state after token n-1 comes out bit for bit. Its outputs go to scratch
+         * (the forward already produced them). */
         float *conv = cap->qkv[gi];
         df_gdn_args args = {
             .q = {conv, n, hp->n_k_head, hp->d_k, C, hp->d_k},
@@ -282,6 +295,57 @@ df_status df_qwen35_replay(df_qwen35_state *s, df_qwen35_capture *cap, int64_t n
         DF_TRY(OPS->gdn_recurrent(be, &args));
     }
     return DF_OK;
+}
+
+/* Capture: token n-1's recurrent and conv state, copied back from the per-token capture. */
+static df_status restore_body(void *call) {
+    const rollback_call *c = call;
+    df_qwen35_state *s = c->s;
+    const df_qwen35_capture *cap = c->cap;
+    const df_qwen35_hparams *hp = &s->m->hp;
+    df_backend *be = s->m->be;
+    const size_t ssm_n = ssm_bytes(hp) / sizeof(float), conv_n = conv_state_bytes(hp) / sizeof(float);
+    const size_t elem = cap->state_type == DF_STATE_F16 ? 2 : 4;
+    for (int64_t l = 0; l < hp->n_layer; l++) {
+        const int gi = s->gdn_index[l];
+        if (gi < 0) continue;
+        const char *ssm = (const char *)cap->gdn_state[gi] + (size_t)(c->n - 1) * ssm_n * elem;
+        DF_TRY(OPS->state_to_f32(be, s->ssm[l], ssm, cap->state_type, (int64_t)ssm_n));
+        DF_TRY(OPS->copy(be, s->conv[l], cap->conv_state[gi] + (size_t)(c->n - 1) * conv_n,
+                         conv_n * sizeof(float)));
+    }
+    return DF_OK;
+}
+
+/* Key words of a rollback recording: a tag no forward key starts with (those start with a
+ * token count), the kind, n and the capture's buffers (allocated once per session). */
+#define ROLLBACK_KEY_TAG ((uintptr_t)0x524f4c4cu)
+
+static df_status rollback(df_qwen35_state *s, df_qwen35_capture *cap, int64_t n) {
+    rollback_call call = {s, cap, n};
+    df_status (*body)(void *) = cap->replay ? replay_body : restore_body;
+    uintptr_t key[6] = {ROLLBACK_KEY_TAG, (uintptr_t)cap->replay, (uintptr_t)n, (uintptr_t)cap->state_type,
+                        cap->replay ? (uintptr_t)cap->ssm_before[0] : (uintptr_t)cap->gdn_state[0],
+                        cap->replay ? (uintptr_t)cap->qkv_in[0] : (uintptr_t)cap->conv_state[0]};
+    return df_graph_cache_run(s->graphs, key, 6, body, &call);
+}
+
+df_status df_qwen35_replay(df_qwen35_state *s, df_qwen35_capture *cap, int64_t n) {
+    if (!cap || !cap->replay)
+        return df_fail(DF_ERR_INVALID, "qwen35 replay: the capture kept no replay inputs");
+    if (n < 1 || n > s->max_batch)
+        return df_fail(DF_ERR_INVALID, "qwen35 replay: %lld tokens (1..%lld)", (long long)n,
+                       (long long)s->max_batch);
+    return rollback(s, cap, n);
+}
+
+df_status df_qwen35_restore_capture(df_qwen35_state *s, df_qwen35_capture *cap, int64_t n) {
+    if (!cap || !cap->gdn || !cap->gdn_state || !cap->conv_state)
+        return df_fail(DF_ERR_INVALID, "qwen35 restore: the capture kept no per-token states");
+    if (n < 1 || n > s->max_batch)
+        return df_fail(DF_ERR_INVALID, "qwen35 restore: token %lld of a call (1..%lld)", (long long)n,
+                       (long long)s->max_batch);
+    return rollback(s, cap, n);
 }
 
 df_status df_qwen35_prefill(df_qwen35_state *s, const int32_t *ids, size_t n,

@@ -14,8 +14,9 @@
  *      the CPU backend;
  *   3. a 16-token verify reproduces 16 decode steps bit for bit (logits);
  *   4. lossless speculative decoding driven by an oracle drafter that accepts 0..B-1 drafts
- *      in turn (every rollback length), blocks 2..16, f32 and f16 capture: output equals AR
- *      token for token, and (f32 capture) the state left behind equals AR's bit for bit;
+ *      in turn (every rollback length), blocks 2..16, f32 and f16 capture and the replay
+ *      rollback (recorded per accepted count): output equals AR token for token, and (f32)
+ *      the state left behind equals AR's bit for bit;
  *   5. the real DFlash drafter fixtures through the public API with device "cuda": the
  *      speculative output equals the AR output. */
 #include <jansson.h>
@@ -466,9 +467,11 @@ static df_status ar_probe(model *mo, const int32_t *prompt, int n_prompt, const 
     return rc;
 }
 
-static void check_lossless(df_backend *gpu, const char *name, df_state_type cap) {
+/* rollback: "capture" (per-token states of f32 or f16, cap) or "replay" (f32 only). */
+static void check_lossless(df_backend *gpu, const char *name, df_state_type cap, const char *rollback) {
     char path[1024], what[96];
-    snprintf(what, sizeof what, "spec == AR (oracle) %s cap %s", name, cap == DF_STATE_F16 ? "f16" : "f32");
+    snprintf(what, sizeof what, "spec == AR (oracle) %s %s %s", name, rollback, cap == DF_STATE_F16 ? "f16" : "f32");
+    setenv("DFLASH_SPEC_ROLLBACK", rollback, 1);
     if (convert(name, "f32", path, sizeof path)) {
         row_msg(what, "", "dflash convert failed", false);
         return;
@@ -596,8 +599,10 @@ int main(int argc, char **argv) {
     check_long_prefill(cpu, gpu, "tiny_vh", "q8_0", 2e-2);
     for (int i = 0; i < 3; i++) check_verify_bitwise(gpu, fixtures[i], i == 1 ? "q8_0" : "f32");
     for (int i = 0; i < 3; i++) check_graphs(gpu, fixtures[i], i == 2 ? "q8_0" : "f32");
-    for (int i = 0; i < 3; i++) check_lossless(gpu, fixtures[i], DF_STATE_F32);
-    check_lossless(gpu, "tiny_a", DF_STATE_F16);
+    for (int i = 0; i < 3; i++) check_lossless(gpu, fixtures[i], DF_STATE_F32, "capture");
+    check_lossless(gpu, "tiny_a", DF_STATE_F16, "capture");
+    for (int i = 0; i < 3; i++) check_lossless(gpu, fixtures[i], DF_STATE_F32, "replay");
+    unsetenv("DFLASH_SPEC_ROLLBACK");
     check_drafter("full2", 16);
     check_drafter("full2", 4);
     check_drafter("swa2", 16);

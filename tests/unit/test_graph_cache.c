@@ -132,13 +132,13 @@ Test(graph_cache, least_recently_used_shape_is_evicted) {
     fake_init(&f);
     df_graph_cache *gc;
     cr_assert_eq(df_graph_cache_create(&f.be, &gc), DF_OK);
-    /* record 9 shapes (the cache holds 8), keeping shape 100 in use */
-    for (uintptr_t k = 100; k < 109; k++) {
+    /* record one shape more than the cache holds, keeping shape 100 in use */
+    for (uintptr_t k = 100; k < 100 + DF_GRAPH_CACHE_SLOTS + 1; k++) {
         run(gc, &f, k);
         run(gc, &f, k);
         run(gc, &f, 100);
     }
-    cr_assert_eq(f.live, 8);
+    cr_assert_eq(f.live, DF_GRAPH_CACHE_SLOTS);
     const int begins = f.begins;
     run(gc, &f, 100);
     cr_assert_eq(f.begins, begins, "the shape in use stayed recorded");
