@@ -1115,7 +1115,7 @@ static void bench_27b(float *x, float *y) {
 static void bench_gdn_prefill(void) {
     df_backend *be = g_cuda;
     const int64_t NK = 16, NV = 48, D = 128, C = 2 * NK * D + NV * D, NMAX = 4096;
-    printf("\n---- GDN prefill, 27B layer (16/48 heads of 128), per call ----\n");
+    printf("\n---- GDN, 27B layer (16/48 heads of 128), per call ----\n");
     float *qkv = NULL, *g = NULL, *beta = NULL, *state = NULL, *out = NULL;
     bool ok = be->ops->alloc(be, (size_t)(NMAX * C) * sizeof(float), (void **)&qkv) == DF_OK &&
               be->ops->alloc(be, (size_t)(NMAX * NV) * sizeof(float), (void **)&g) == DF_OK &&
@@ -1135,14 +1135,18 @@ static void bench_gdn_prefill(void) {
         h = rnd((size_t)(NV * D * D), -0.5f, 0.5f);
         be->ops->upload(be, state, h, (size_t)(NV * D * D) * sizeof(float));
         free(h);
-        const int reps = 5;
-        for (int64_t n = 1024; n <= NMAX; n *= 4) {
+        /* 1 and 16 tokens: a decode step's and a verify's call (the recurrent kernel only) */
+        static const int64_t lens[] = {1, 16, 1024, 4096};
+        for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+            const int64_t n = lens[li];
+            const int reps = n < 64 ? 200 : 5;
             df_gdn_args a = {.q = {qkv, n, NK, D, C, D}, .k = {qkv + NK * D, n, NK, D, C, D},
                              .v = {qkv + 2 * NK * D, n, NV, D, C, D}, .g = g, .beta = beta, .state = state,
                              .out = {out, n, NV, D, NV * D, D}, .head_map = DF_GDN_HEADS_TILED};
             char label[96];
             snprintf(label, sizeof label, "gdn_recurrent 16/48x128 n=%lld", (long long)n);
             TIME_OP(label, 0, be->ops->gdn_recurrent(be, &a));
+            if (n < 64) continue;
             snprintf(label, sizeof label, "gdn_chunked   16/48x128 n=%lld", (long long)n);
             TIME_OP(label, 0, be->ops->gdn_chunked(be, &a));
         }
@@ -1345,6 +1349,11 @@ int main(int argc, char **argv) {
         {7, 2, 6, 64, 48, DF_STATE_F32, DF_GDN_HEADS_GROUPED, true, false, 0, 0},
         {5, 1, 3, 16, 16, DF_STATE_F32, DF_GDN_HEADS_GROUPED, false, false, 0, 0},
         {9, 2, 4, 200, 40, DF_STATE_F32, DF_GDN_HEADS_TILED, false, false, 0, 0},
+        /* the kernels for d_k = 128 / 64: a 27B verify (no capture), several staged chunks of
+         * 16 with a partial column block and padded heads, f16 capture at d_k 64 */
+        {16, 16, 48, 128, 128, DF_STATE_F32, DF_GDN_HEADS_TILED, false, false, 0, 0},
+        {40, 2, 6, 128, 100, DF_STATE_F32, DF_GDN_HEADS_GROUPED, false, false, 4, 0},
+        {33, 4, 8, 64, 64, DF_STATE_F16, DF_GDN_HEADS_TILED, true, false, 0, 0},
         /* chunked (CUDA: 64-token chunks for d_k <= 128, 32 above; < 64 tokens go to the
          * recurrent kernel), each against the CPU chunked form and the CPU recurrence, state
          * carried in (random) and out */
