@@ -1221,6 +1221,16 @@ static void bench(void) {
             snprintf(label, sizeof label, "attention 8/2x256 f16 ctx %lld n=%lld", (long long)ctx, (long long)n);
             TIME_OP(label, 0, be->ops->attention(be, &a));
         }
+    /* the 27B's attention layers (24 / 4 heads of 256): a decode step and a verify */
+    for (int64_t n = 1; n <= 16; n *= 16)
+        for (int64_t ctx = 300; ctx <= 4000; ctx = ctx * 10 / 3 + 1) {
+            df_attn_args a = {.q = {x, n, 24, 256, 24 * 512, 512}, .gate = NULL, .k_new = NULL, .v_new = NULL,
+                              .cache = &kc, .pos0 = ctx, .causal = true, .out = {y, n, 24, 256, 24 * 256, 256}};
+            kc.n_kv_head = 4;
+            char label[96];
+            snprintf(label, sizeof label, "attention 24/4x256 f16 ctx %lld n=%lld", (long long)ctx, (long long)n);
+            TIME_OP(label, 0, be->ops->attention(be, &a));
+        }
     int32_t *am = (int32_t *)big;
     TIME_OP("argmax_rows 1 x 248320", 0, be->ops->argmax_rows(be, y, 1, 248320, 248320, am));
     TIME_OP("argmax_rows 16 x 248320", 0, be->ops->argmax_rows(be, y, 16, 248320, 248320, am));
@@ -1331,6 +1341,12 @@ int main(int argc, char **argv) {
         {5, 6, 1, 64, 200, 100, DF_KV_F32, false, true},
         {100, 4, 2, 128, 800, 600, DF_KV_F16, true, true},
         {3, 2, 2, 48, 5000, 4900, DF_KV_F16, true, false},
+        /* the grouped kernel (2 or more tokens; 2, 4, 6, 8 query heads per KV head): the 27B's
+         * verify at 300 and 3,300 rows (split partials), 8 heads a group, head dim 64 */
+        {16, 24, 4, 256, 400, 300, DF_KV_F16, true, true},
+        {16, 24, 4, 256, 4200, 3300, DF_KV_F16, true, true},
+        {9, 16, 2, 128, 600, 500, DF_KV_F32, true, false},
+        {12, 4, 2, 64, 100, 50, DF_KV_F16, true, false},
     };
     for (size_t i = 0; i < sizeof ac / sizeof ac[0]; i++) check_attention(ac[i]);
     check_attention_window(36, 36, 16, 20, true, DF_KV_F16);

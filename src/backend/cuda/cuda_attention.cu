@@ -207,6 +207,139 @@ __global__ void __launch_bounds__(ATTN_WARPS * 32) attn_kernel(attn_params a) {
     }
 }
 
+/* The same attention for the G query heads of one KV head at once (G = the call's group):
+ * one block per (split, KV head, token) loads each K/V tile once for all G heads, where
+ * attn_kernel's G blocks load it G times (a 27B verify, 24 query / 4 KV heads at 16 tokens,
+ * read the cache 6 times over from L2: 54 us a layer at 300 rows, 435 us at 3,300, against
+ * 18 / 46 us for one token). Per head every operation is attn_kernel's, in the same order:
+ * the same tiles per warp, the same online-softmax steps, the same warp merge and split
+ * partials, so a head's output is bitwise what attn_kernel computes (cuda_ops_check compares
+ * a call of n tokens with n one-token calls, which run attn_kernel). */
+template <int E, int G>
+__global__ void __launch_bounds__(ATTN_WARPS * 32) attn_group_kernel(attn_params a) {
+    __shared__ float sm_m[G][ATTN_WARPS], sm_l[G][ATTN_WARPS];
+    __shared__ float sm_o[ATTN_WARPS][ATTN_MAX_DIM];
+    const int s = blockIdx.x, kvh = blockIdx.y, t = blockIdx.z;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    long long lo, hi;
+    pos_range(a, t, &lo, &hi);
+    const long long len = hi - lo, chunk = split_chunk(len, a.max_split);
+    const int nsplit = (int)((len + chunk - 1) / chunk);
+    if (s >= nsplit) return;
+    const long long r0 = lo + (long long)s * chunk, r1 = min(hi, r0 + chunk);
+
+    const int e0 = lane * E;
+    float q[G][E], o[G][E], m[G], l[G];
+#pragma unroll
+    for (int g = 0; g < G; g++) {
+        const float *qp = cu_head_ptr(a.q, t, kvh * G + g);
+#pragma unroll
+        for (int i = 0; i < E; i++) {
+            q[g][i] = e0 + i < a.dim ? qp[e0 + i] : 0.0f;
+            o[g][i] = 0.0f;
+        }
+        m[g] = -INFINITY;
+        l[g] = 0.0f;
+    }
+    const long long row_stride = (long long)a.n_kv_head * a.dim;
+    const long long head_off = (long long)kvh * a.dim;
+
+    for (long long p0 = r0 + (long long)warp * ATTN_TILE; p0 < r1; p0 += (long long)ATTN_WARPS * ATTN_TILE) {
+        float kt[ATTN_TILE][E], vt[ATTN_TILE][E];
+#pragma unroll
+        for (int j = 0; j < ATTN_TILE; j++) {
+            if (p0 + j < r1) {
+                const long long off = ((p0 + j) % a.ring) * row_stride + head_off;
+                load_row<E>(a, a.kc, off, e0, kt[j]);
+                load_row<E>(a, a.vc, off, e0, vt[j]);
+            } else {
+#pragma unroll
+                for (int i = 0; i < E; i++) kt[j][i] = vt[j][i] = 0.0f;
+            }
+        }
+#pragma unroll
+        for (int g = 0; g < G; g++) {
+            float sc[ATTN_TILE];
+#pragma unroll
+            for (int j = 0; j < ATTN_TILE; j++) {
+                float part = 0.0f;
+#pragma unroll
+                for (int i = 0; i < E; i++) part = fmaf(q[g][i], kt[j][i], part);
+                sc[j] = part;
+            }
+#pragma unroll
+            for (int j = 0; j < ATTN_TILE; j++) sc[j] = __shfl_sync(0xffffffffu, cu_warp_sum(sc[j]), 0) * a.scale;
+            float mt = -INFINITY;
+#pragma unroll
+            for (int j = 0; j < ATTN_TILE; j++)
+                if (p0 + j < r1) mt = fmaxf(mt, sc[j]);
+            if (mt > m[g]) {
+                const float corr = expf(m[g] - mt);
+#pragma unroll
+                for (int i = 0; i < E; i++) o[g][i] *= corr;
+                l[g] *= corr;
+                m[g] = mt;
+            }
+#pragma unroll
+            for (int j = 0; j < ATTN_TILE; j++) {
+                if (p0 + j >= r1) break;
+                const float pw = expf(sc[j] - m[g]);
+                l[g] += pw;
+#pragma unroll
+                for (int i = 0; i < E; i++) o[g][i] = fmaf(pw, vt[j][i], o[g][i]);
+            }
+        }
+    }
+
+    if (lane == 0) {
+#pragma unroll
+        for (int g = 0; g < G; g++) {
+            sm_m[g][warp] = m[g];
+            sm_l[g][warp] = l[g];
+        }
+    }
+    /* each head's warps merged in warp order, one head at a time through sm_o */
+#pragma unroll
+    for (int g = 0; g < G; g++) {
+        const int h = kvh * G + g;
+#pragma unroll
+        for (int i = 0; i < E; i++)
+            if (e0 + i < a.dim) sm_o[warp][e0 + i] = o[g][i];
+        __syncthreads();
+        float M = -INFINITY;
+        for (int w = 0; w < ATTN_WARPS; w++) M = fmaxf(M, sm_m[g][w]);
+        float L = 0.0f, f[ATTN_WARPS];
+        for (int w = 0; w < ATTN_WARPS; w++) {
+            f[w] = sm_l[g][w] > 0.0f ? expf(sm_m[g][w] - M) : 0.0f;
+            L += sm_l[g][w] * f[w];
+        }
+        if (nsplit == 1) {
+            const float inv = 1.0f / L;
+            float *out = cu_head_ptr(a.out, t, h);
+            const float *gt = a.has_gate ? cu_head_ptr(a.gate, t, h) : NULL;
+            for (int e = threadIdx.x; e < a.dim; e += ATTN_WARPS * 32) {
+                float acc = 0.0f;
+                for (int w = 0; w < ATTN_WARPS; w++) acc += sm_o[w][e] * f[w];
+                float y = acc * inv;
+                if (gt) y *= cu_sigmoid(gt[e]);
+                out[e] = y;
+            }
+        } else {
+            float *pp = a.part + (((long long)t * a.q.n_head + h) * a.max_split + s) * (a.dim + 2);
+            if (threadIdx.x == 0) {
+                pp[0] = M;
+                pp[1] = L;
+            }
+            for (int e = threadIdx.x; e < a.dim; e += ATTN_WARPS * 32) {
+                float acc = 0.0f;
+                for (int w = 0; w < ATTN_WARPS; w++) acc += sm_o[w][e] * f[w];
+                pp[2 + e] = acc;
+            }
+        }
+        __syncthreads(); /* sm_o is the next head's */
+    }
+}
+
 /* Merges the splits of tokens whose range needed more than one, in split order. */
 __global__ void attn_merge_kernel(attn_params a) {
     const int h = blockIdx.x, t = blockIdx.y;
@@ -280,6 +413,51 @@ static df_status check_q_out(const char *op, const df_heads *q, const df_heads *
     return DF_OK;
 }
 
+static void launch_per_head(cu_backend *cb, const attn_params &a, int E, dim3 grid) {
+    switch (E) {
+    case 1: attn_kernel<1><<<grid, ATTN_WARPS * 32, 0, cb->stream>>>(a); break;
+    case 2: attn_kernel<2><<<grid, ATTN_WARPS * 32, 0, cb->stream>>>(a); break;
+    case 4: attn_kernel<4><<<grid, ATTN_WARPS * 32, 0, cb->stream>>>(a); break;
+    case 8: attn_kernel<8><<<grid, ATTN_WARPS * 32, 0, cb->stream>>>(a); break;
+    default: attn_kernel<16><<<grid, ATTN_WARPS * 32, 0, cb->stream>>>(a); break;
+    }
+}
+
+template <int E>
+static bool launch_group_of(cu_backend *cb, const attn_params &a, dim3 grid) {
+    switch (a.group) {
+    case 2: attn_group_kernel<E, 2><<<grid, ATTN_WARPS * 32, 0, cb->stream>>>(a); return true;
+    case 4: attn_group_kernel<E, 4><<<grid, ATTN_WARPS * 32, 0, cb->stream>>>(a); return true;
+    case 6: attn_group_kernel<E, 6><<<grid, ATTN_WARPS * 32, 0, cb->stream>>>(a); return true;
+    case 8: attn_group_kernel<E, 8><<<grid, ATTN_WARPS * 32, 0, cb->stream>>>(a); return true;
+    default: return false;
+    }
+}
+
+/* Calls of several tokens whose head size and group have a grouped kernel (head dims of 64,
+ * 128 and 256; 2, 4, 6 or 8 query heads per KV head: the Qwen3.5 / 3.6 shapes); false: the
+ * caller launches attn_kernel. One token keeps attn_kernel, whose G times as many blocks
+ * spread a decode step's few hundred rows over more of the GPU. Measured (H100, 27B shape,
+ * 16 tokens): 53 -> 51 us at 300 rows, 148 -> 97 at 1,000, 433 -> 257 at 3,300; 4 tokens
+ * lose (18 -> 23 us at 300 rows), but a recorded verify cannot pick by the position it will
+ * replay at, and the 27B verify at 256 rows of context came out even (a 0.9% slower verify,
+ * a 5% faster drafter step). DFLASH_CUDA_ATTN_GROUP=0 turns this off (timings). */
+static bool launch_grouped(cu_backend *cb, const attn_params &a, int E, int grid_splits, int64_t n_tok) {
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("DFLASH_CUDA_ATTN_GROUP");
+        on = !(e && *e && atoi(e) == 0);
+    }
+    if (!on || a.group < 2) return false;
+    dim3 grid((unsigned)grid_splits, (unsigned)a.n_kv_head, (unsigned)n_tok);
+    switch (E) {
+    case 2: return launch_group_of<2>(cb, a, grid);
+    case 4: return launch_group_of<4>(cb, a, grid);
+    case 8: return launch_group_of<8>(cb, a, grid);
+    default: return false;
+    }
+}
+
 /* Fills the kernel parameters and launches (plus the merge when a range needs splits). */
 static df_status run_attention(cu_backend *cb, const char *op, const df_heads *q, const df_heads *gate,
                                const df_kv_cache *c, int64_t q_pos0, const int32_t *pos_dev, int64_t kv_end,
@@ -331,14 +509,8 @@ static df_status run_attention(cu_backend *cb, const char *op, const df_heads *q
         DF_TRY(cu_scratch(cb, bytes, op, &buf));
         a.part = (float *)buf;
     }
-    dim3 grid((unsigned)grid_splits, (unsigned)q->n_head, (unsigned)q->n_tok);
-    switch (E) {
-    case 1: attn_kernel<1><<<grid, ATTN_WARPS * 32, 0, cb->stream>>>(a); break;
-    case 2: attn_kernel<2><<<grid, ATTN_WARPS * 32, 0, cb->stream>>>(a); break;
-    case 4: attn_kernel<4><<<grid, ATTN_WARPS * 32, 0, cb->stream>>>(a); break;
-    case 8: attn_kernel<8><<<grid, ATTN_WARPS * 32, 0, cb->stream>>>(a); break;
-    default: attn_kernel<16><<<grid, ATTN_WARPS * 32, 0, cb->stream>>>(a); break;
-    }
+    if (q->n_tok < 2 || !launch_grouped(cb, a, E, grid_splits, q->n_tok))
+        launch_per_head(cb, a, E, dim3((unsigned)grid_splits, (unsigned)q->n_head, (unsigned)q->n_tok));
     DF_TRY(cu_check_launch(cb, op));
     if (grid_splits > 1) {
         dim3 mg((unsigned)q->n_head, (unsigned)q->n_tok);
