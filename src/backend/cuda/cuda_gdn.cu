@@ -293,6 +293,16 @@ cu_gdn_args cu_gdn_args_of(const df_gdn_args *a) {
     return k;
 }
 
+/* Whether gdn_recurrent_fixed_kernel takes this key head size (and is not switched off). */
+bool cu_gdn_recurrent_fixed(int64_t dk) {
+    static int fixed = -1; /* DFLASH_CUDA_GDN_FIXED=0: the generic kernel for every shape (timings) */
+    if (fixed < 0) {
+        const char *e = getenv("DFLASH_CUDA_GDN_FIXED");
+        fixed = !(e && *e && atoi(e) == 0);
+    }
+    return fixed && (dk == 64 || dk == 128);
+}
+
 df_status cu_gdn_recurrent(df_backend *be, const df_gdn_args *args) {
     cu_backend *cb = cu_impl(be);
     DF_TRY(cu_gdn_check("gdn_recurrent", args));
@@ -301,12 +311,7 @@ df_status cu_gdn_recurrent(df_backend *be, const df_gdn_args *args) {
     const cu_gdn_args k = cu_gdn_args_of(a);
     const int groups = (int)((a->k.dim + GDN_ROWS - 1) / GDN_ROWS);
     dim3 grid(cu_blocks(a->v.dim, 32), (unsigned)a->v.n_head);
-    static int fixed = -1; /* DFLASH_CUDA_GDN_FIXED=0: the generic kernel for every shape (timings) */
-    if (fixed < 0) {
-        const char *e = getenv("DFLASH_CUDA_GDN_FIXED");
-        fixed = !(e && *e && atoi(e) == 0);
-    }
-    const bool cap = k.capture != NULL;
+    const bool cap = k.capture != NULL, fixed = cu_gdn_recurrent_fixed(a->k.dim);
     if (fixed && a->k.dim == 128) {
         if (cap) gdn_recurrent_fixed_kernel<128, true><<<grid, 128, 0, cb->stream>>>(k);
         else gdn_recurrent_fixed_kernel<128, false><<<grid, 128, 0, cb->stream>>>(k);

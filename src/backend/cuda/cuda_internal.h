@@ -175,6 +175,7 @@ void cu_graph_free(df_backend *be, void *graph);
 df_status cu_gdn_gates(df_backend *be, const float *a, const float *b, const float *dt_bias,
                        const float *ssm_a, int64_t n_tok, int64_t n_v_head, float *g, float *beta);
 df_status cu_gdn_recurrent(df_backend *be, const df_gdn_args *args);
+bool cu_gdn_recurrent_fixed(int64_t dk);
 /* The argument checks of both GDN entries (q/k/v/out views, head counts, d_k <= 256, ...). */
 df_status cu_gdn_check(const char *op, const df_gdn_args *a);
 /* What both GDN kernels take of df_gdn_args, in device form (q_scale resolved). */
@@ -190,7 +191,8 @@ typedef struct cu_gdn_args {
 cu_gdn_args cu_gdn_args_of(const df_gdn_args *a);
 
 /* cuda_gdn_chunked.cu: the chunked form for calls of >= 64 tokens (prefill); shorter calls,
- * or DFLASH_CUDA_GDN_CHUNKED=0, go to cu_gdn_recurrent */
+ * or DFLASH_CUDA_GDN_CHUNKED=0, go to cu_gdn_recurrent; so do key heads of 64 / 128, whose
+ * fixed-shape recurrent kernel is the faster one, unless DFLASH_CUDA_GDN_CHUNKED=1 */
 df_status cu_gdn_chunked(df_backend *be, const df_gdn_args *args);
 
 #endif
