@@ -75,8 +75,10 @@ typedef struct dflash_session_params {
     int32_t block_size;      /* speculative block (bonus + drafts); 0: the drafter's own, at
                                 most 4 on the CPU (engine/spec.h: DF_SPEC_CPU_BLOCK) */
     bool no_spec;            /* plain AR even when the model has a drafter */
-    bool capture_f16;        /* keep the per-token GDN states of a verify in f16 (half the
-                                memory; see docs/ARCHITECTURE.md) instead of f32 */
+    bool capture_f16;        /* roll back speculative steps from per-token GDN states kept in
+                                f16 (the capture rollback; rounds the state) instead of the
+                                default replay of the accepted tokens (f32, exact, smaller);
+                                see docs/ARCHITECTURE.md */
     int32_t n_threads;       /* 0: run on the model's threads (sessions then take turns);
                                 N > 0: this session gets N CPU threads of its own and can
                                 generate at the same time as other sessions (the CPU backend;
