@@ -39,10 +39,8 @@ static df_status gdn_mixer(df_qwen35_state *s, int64_t l, int64_t T,
     float *qkv = replay ? cap->qkv_in[gi] : s->wide_a, *conv = replay ? cap->qkv[gi] : s->wide_b;
     float *gate = replay ? cap->gate[gi] : s->g, *beta = replay ? cap->beta[gi] : s->beta;
     float *z = s->mid_a, *core = s->mid_b;
-    if (replay) {
-        DF_TRY(OPS->copy(be, cap->ssm_before[gi], s->ssm[l], ssm_bytes(hp)));
-        DF_TRY(OPS->copy(be, cap->conv_before[gi], s->conv[l], conv_state_bytes(hp)));
-    }
+    /* the recurrent state is saved by the recurrence itself (state_save, below) */
+    if (replay) DF_TRY(OPS->copy(be, cap->conv_before[gi], s->conv[l], conv_state_bytes(hp)));
 
     const df_weight *in_w[4] = {&L->wqkv, &L->wgate, &L->wbeta, &L->walpha};
     float *const in_y[4] = {qkv, z, s->gate_b, s->gate_a};
@@ -67,6 +65,7 @@ static df_status gdn_mixer(df_qwen35_state *s, int64_t l, int64_t T,
         .capture_type = cap ? cap->state_type : DF_STATE_F32,
         .head_map = DF_GDN_HEADS_TILED,
         .q_scale = 0.0f,
+        .state_save = replay ? cap->ssm_before[gi] : NULL,
     };
     if (T >= s->gdn_chunked_min) DF_TRY(OPS->gdn_chunked(be, &args));
     else DF_TRY(OPS->gdn_recurrent(be, &args));
@@ -268,9 +267,11 @@ static df_status replay_body(void *call) {
                          (size_t)from_new * row));
         /* The saved state becomes the live one. Unrecorded, by swapping the two buffers (the
          * one the forward ran to the end of the call is free for the next save); a recorded
-         * forward has the state's addresses baked in, so with graphs it is copied back. */
+         * forward has the state's addresses baked in, so with graphs the recurrence reads the
+         * saved state (state_in) and writes the live one. */
+        const float *from = NULL;
         if (s->graphs) {
-            DF_TRY(OPS->copy(be, s->ssm[l], cap->ssm_before[gi], ssm_bytes(hp)));
+            from = cap->ssm_before[gi];
         } else {
             float *live = s->ssm[l];
             s->ssm[l] = cap->ssm_before[gi];
@@ -289,6 +290,7 @@ static df_status replay_body(void *call) {
             .capture = NULL, .capture_type = DF_STATE_F32,
             .head_map = DF_GDN_HEADS_TILED,
             .q_scale = 0.0f,
+            .state_in = from,
         };
         /* The forward took the recurrent form for calls shorter than gdn_chunked_min; a
          * replay is always shorter than the call it replays. */

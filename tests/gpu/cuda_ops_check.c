@@ -960,6 +960,64 @@ static void check_gdn(gdn_case c) {
     free_gdn(&d);
 }
 
+/* The rollback's starting-state arguments on the device: a call from state_in into a state
+ * buffer of garbage, saving the start to state_save, against the same call in place from the
+ * same start; bitwise (the same kernel either way). */
+static void check_gdn_state_args(gdn_case c) {
+    char shape[96], err[512] = "";
+    snprintf(shape, sizeof shape, "%lld tok, %lldx%lld, state_in + state_save%s", (long long)c.n_tok,
+             (long long)c.dk, (long long)c.dv, c.chunked ? " (chunked op)" : "");
+    const char *op = c.chunked ? "gdn_chunked" : "gdn_recurrent";
+    gdn_data d;
+    make_gdn(&c, &d);
+    const size_t hs = (size_t)(c.nv * c.dk * c.dv), no = (size_t)(c.n_tok * c.nv * c.dv);
+    const int64_t C = gdn_row(&c), qk = c.nk * (c.dk + c.pad);
+    float *ref_st = malloc(hs * sizeof(float)), *st = malloc(hs * sizeof(float)), *save = malloc(hs * sizeof(float));
+    float *in_after = malloc(hs * sizeof(float)), *ref_out = malloc(no * sizeof(float)), *out = malloc(no * sizeof(float));
+    float *junk = malloc(hs * sizeof(float));
+    for (size_t i = 0; i < hs; i++) junk[i] = 1e30f;
+    bset b = {.be = g_cuda};
+    float *dqkv = bput(&b, d.qkv, (size_t)(c.n_tok * C) * sizeof(float));
+    float *dg = bput(&b, d.g, (size_t)(c.n_tok * c.nv) * sizeof(float));
+    float *db = bput(&b, d.beta, (size_t)(c.n_tok * c.nv) * sizeof(float));
+    float *ds_ref = bput(&b, d.state, hs * sizeof(float)), *ds_in = bput(&b, d.state, hs * sizeof(float));
+    float *ds = bput(&b, junk, hs * sizeof(float)), *dsave = bput(&b, junk, hs * sizeof(float));
+    float *dout_ref = bput(&b, NULL, no * sizeof(float)), *dout = bput(&b, NULL, no * sizeof(float));
+    if (!b.bad) {
+        df_gdn_args a = {.q = heads(dqkv, c.n_tok, c.nk, c.dk, C, c.dk + c.pad),
+                         .k = heads(dqkv + qk, c.n_tok, c.nk, c.dk, C, c.dk + c.pad),
+                         .v = heads(dqkv + 2 * qk, c.n_tok, c.nv, c.dv, C, c.dv + c.pad), .g = dg, .beta = db,
+                         .state = ds_ref, .out = heads(dout_ref, c.n_tok, c.nv, c.dv, c.nv * c.dv, c.dv),
+                         .head_map = c.map};
+        df_backend *be = g_cuda;
+        bcheck(&b, c.chunked ? be->ops->gdn_chunked(be, &a) : be->ops->gdn_recurrent(be, &a), "gdn");
+        a.state = ds;
+        a.state_in = ds_in;
+        a.state_save = dsave;
+        a.out = heads(dout, c.n_tok, c.nv, c.dv, c.nv * c.dv, c.dv);
+        bcheck(&b, c.chunked ? be->ops->gdn_chunked(be, &a) : be->ops->gdn_recurrent(be, &a), "gdn state_in");
+    }
+    bget(&b, ref_st, ds_ref, hs * sizeof(float));
+    bget(&b, st, ds, hs * sizeof(float));
+    bget(&b, save, dsave, hs * sizeof(float));
+    bget(&b, in_after, ds_in, hs * sizeof(float));
+    bget(&b, ref_out, dout_ref, no * sizeof(float));
+    bget(&b, out, dout, no * sizeof(float));
+    bfree(&b);
+    if (b.bad) {
+        snprintf(err, sizeof err, "%s", b.err);
+        row_error(op, shape, err);
+    } else {
+        const long long diff = count_diff(st, ref_st, hs * sizeof(float), sizeof(float)) +
+                               count_diff(out, ref_out, no * sizeof(float), sizeof(float)) +
+                               count_diff(save, d.state, hs * sizeof(float), sizeof(float)) +
+                               count_diff(in_after, d.state, hs * sizeof(float), sizeof(float));
+        row_bitwise(op, shape, diff == 0, diff);
+    }
+    free(ref_st); free(st); free(save); free(in_after); free(ref_out); free(out); free(junk);
+    free_gdn(&d);
+}
+
 /* ---- bad input is refused with a message, not a crash ---- */
 
 static void check_errors(void) {
@@ -1388,6 +1446,9 @@ int main(int argc, char **argv) {
         {9, 2, 4, 64, 48, DF_STATE_F32, DF_GDN_HEADS_TILED, true, true, 0, 0},          /* the fallback */
     };
     for (size_t i = 0; i < sizeof gc / sizeof gc[0]; i++) check_gdn(gc[i]);
+    check_gdn_state_args((gdn_case){16, 16, 48, 128, 128, DF_STATE_F32, DF_GDN_HEADS_TILED, false, false, 0, 0});
+    check_gdn_state_args((gdn_case){9, 2, 4, 200, 40, DF_STATE_F32, DF_GDN_HEADS_TILED, false, false, 0, 0});
+    check_gdn_state_args((gdn_case){100, 2, 4, 128, 128, DF_STATE_F32, DF_GDN_HEADS_GROUPED, false, true, 0, 0});
     check_errors();
 
     if (g_bench) bench();

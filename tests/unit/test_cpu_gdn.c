@@ -330,6 +330,51 @@ Test(cpu_gdn, capture_is_state_after_each_token) {
 /* llama.cpp's converter moves value head (key head kh, j-th of its group) from grouped
  * position kh * r + j to tiled position j * nk + kh. Running the tiled map on permuted value
  * heads must reproduce the grouped run exactly, head for head. */
+/* state_in / state_save (the speculative rollback's): a call that starts from state_in and
+ * saves its starting state gives bitwise what a call starting from that state in place
+ * gives, leaves state_in untouched, and state_save holds the starting state; either may be
+ * the state buffer itself. Recurrent and chunked, one thread and two. */
+Test(cpu_gdn, starting_state_from_another_buffer_and_saved) {
+    gdn_problem p;
+    problem_init(&p, 70, 2, 4, 32, 24, DF_GDN_HEADS_TILED, 77);
+    const size_t no = (size_t)(p.n_tok * p.nv * p.dv), ns = (size_t)(p.nv * p.dk * p.dv);
+    df_pool *pools[2] = {g_pool1, g_pool2};
+    for (int chunked = 0; chunked < 2; chunked++)
+        for (int pi = 0; pi < 2; pi++) {
+            float *ref_state = state_copy(&p), *ref_out = calloc(no, sizeof(float));
+            float *in = state_copy(&p), *state = calloc(ns, sizeof(float)), *save = calloc(ns, sizeof(float));
+            float *out = calloc(no, sizeof(float));
+            for (size_t i = 0; i < ns; i++) state[i] = 1e30f; /* must be overwritten, never read */
+            df_cpu_gdn_args ra = problem_args(&p, 0, p.n_tok, ref_state, ref_out, NULL, DF_STATE_F32);
+            df_cpu_gdn_args a = problem_args(&p, 0, p.n_tok, state, out, NULL, DF_STATE_F32);
+            a.state_in = in;
+            a.state_save = save;
+            size_t scratch_size;
+            void *scratch = chunked_scratch(pools[pi], &p, &scratch_size);
+            if (chunked) {
+                cr_assert_eq(df_cpu_gdn_chunked(pools[pi], &ra, scratch, scratch_size), DF_OK, "%s", df_last_error());
+                cr_assert_eq(df_cpu_gdn_chunked(pools[pi], &a, scratch, scratch_size), DF_OK, "%s", df_last_error());
+            } else {
+                cr_assert_eq(df_cpu_gdn_recurrent(pools[pi], &ra), DF_OK, "%s", df_last_error());
+                cr_assert_eq(df_cpu_gdn_recurrent(pools[pi], &a), DF_OK, "%s", df_last_error());
+            }
+            cr_expect_eq(memcmp(out, ref_out, no * sizeof(float)), 0, "chunked %d, pool %d: outputs", chunked, pi);
+            cr_expect_eq(memcmp(state, ref_state, ns * sizeof(float)), 0, "chunked %d, pool %d: state", chunked, pi);
+            cr_expect_eq(memcmp(save, p.state0, ns * sizeof(float)), 0, "chunked %d, pool %d: saved", chunked, pi);
+            cr_expect_eq(memcmp(in, p.state0, ns * sizeof(float)), 0, "chunked %d, pool %d: state_in changed", chunked, pi);
+            /* state_save over the state being updated: the save is the starting state */
+            memcpy(state, p.state0, ns * sizeof(float));
+            a.state_in = NULL;
+            a.state_save = save;
+            memset(save, 0, ns * sizeof(float));
+            cr_assert_eq(df_cpu_gdn_recurrent(pools[pi], &a), DF_OK);
+            cr_expect_eq(memcmp(save, p.state0, ns * sizeof(float)), 0, "in place: saved");
+            df_free_aligned(scratch);
+            free(ref_state); free(ref_out); free(in); free(state); free(save); free(out);
+        }
+    problem_free(&p);
+}
+
 Test(cpu_gdn, tiled_map_is_grouped_map_under_the_converter_permutation) {
     gdn_problem pg, pt;
     const int64_t nk = 2, nv = 6, r = nv / nk;

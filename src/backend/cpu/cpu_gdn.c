@@ -10,6 +10,7 @@
  * folded into the update (kv = decay * S^T k; S = decay * S + k delta^T) and the query
  * scale is applied to o; both change only rounding. */
 #include <math.h>
+#include <string.h>
 
 #include "backend/cpu/cpu_internal.h"
 
@@ -46,6 +47,14 @@ df_status df_cpu_gdn_check(const char *kernel, const df_cpu_gdn_args *a) {
     return DF_OK;
 }
 
+void df_cpu_gdn_state_begin(const df_cpu_gdn_args *a, int64_t h0, int64_t h1) {
+    const size_t hs = (size_t)(a->k.dim * a->v.dim), n = (size_t)(h1 - h0) * hs;
+    const float *from = (a->state_in ? a->state_in : a->state) + (size_t)h0 * hs;
+    float *save = a->state_save ? a->state_save + (size_t)h0 * hs : NULL, *to = a->state + (size_t)h0 * hs;
+    if (save && save != from) memmove(save, from, n * sizeof(float));
+    if (to != from) memmove(to, from, n * sizeof(float));
+}
+
 typedef struct {
     const df_cpu_gdn_args *a;
     float q_scale;
@@ -60,6 +69,7 @@ static void gdn_recurrent_task(void *p, int task, int n_tasks) {
     const size_t cap_elem = cap_f16 ? sizeof(df_fp16) : sizeof(float);
     int64_t lo, hi;
     df_cpu_task_range(nv, task, n_tasks, &lo, &hi);
+    df_cpu_gdn_state_begin(a, lo, hi);
     for (int64_t h = lo; h < hi; h++) {
         const int64_t kh = df_gdn_key_head(a, h);
         float *S = a->state + h * hs;

@@ -154,6 +154,7 @@ df_status df_cpu_gdn_chunked(df_pool *pool, const df_cpu_gdn_args *args, void *s
                        "(df_cpu_gdn_chunked_scratch_size)", scratch_size, need);
     if ((uintptr_t)scratch % sizeof(double))
         return df_fail(DF_ERR_INVALID, "gdn_chunked: scratch is not 8-byte aligned");
+    df_cpu_gdn_state_begin(args, 0, nv);
     chunk_ctx c = {args, df_gdn_q_scale(args), scratch, slot};
     df_pool_run(pool, chunk_task, &c, n_tasks);
     return DF_OK;

@@ -221,7 +221,15 @@ typedef struct df_cpu_gdn_args {
     df_state_type capture_type;
     df_gdn_head_map head_map;
     float q_scale;          /* 0 means 1 / sqrt(d_k), as HF scales the query */
+    /* For the speculative rollback (both may be NULL, either may equal state): */
+    const float *state_in;  /* the state the call starts from, where not state (the result
+                               still goes to state) */
+    float *state_save;      /* also receives the state the call starts from */
 } df_cpu_gdn_args;
+
+/* Heads [h0, h1) of a call: state_save gets the starting state, state gets state_in. Each
+ * recurrence runs it before it reads a head's state. */
+void df_cpu_gdn_state_begin(const df_cpu_gdn_args *a, int64_t h0, int64_t h1);
 
 /* The recurrence, one token at a time, per value head with state S [d_k][d_v]:
  *   S = S * exp(g_t);  delta = beta_t * (v_t - S^T k_t);  S = S + k_t delta^T;

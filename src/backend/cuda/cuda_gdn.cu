@@ -30,13 +30,15 @@ __global__ void gdn_recurrent_kernel(cu_gdn_args a) {
     const bool live = col < dv;
     const long long hs = (long long)dk * dv;
     float *S_g = a.state + (long long)h * hs;
+    const float *S_in = (a.state_in ? a.state_in : a.state) + (long long)h * hs;
     const int rows = min(GDN_ROWS, dk - grp * GDN_ROWS);
 
     float S[GDN_ROWS];
 #pragma unroll
     for (int i = 0; i < GDN_ROWS; i++) {
         const int r = grp * GDN_ROWS + i;
-        S[i] = (live && r < dk) ? S_g[(long long)r * dv + col] : 0.0f;
+        S[i] = (live && r < dk) ? S_in[(long long)r * dv + col] : 0.0f;
+        if (a.state_save && live && r < dk) a.state_save[(long long)h * hs + (long long)r * dv + col] = S[i];
     }
 
     for (int c0 = 0; c0 < a.v.n_tok; c0 += GDN_CHUNK) {
@@ -156,11 +158,17 @@ __global__ void __launch_bounds__(DK) gdn_recurrent_fixed_kernel(cu_gdn_args a) 
     const int kh = a.tiled ? h % nk : h / (nv / nk);
     const bool live = col < dv;
     const long long hs = (long long)DK * dv;
-    float *S_g = a.state + (long long)h * hs + (long long)grp * GDN_ROWS * dv + col;
+    const long long own = (long long)h * hs + (long long)grp * GDN_ROWS * dv + col; /* this thread's column */
+    float *S_g = a.state + own;
+    const float *S_in = (a.state_in ? a.state_in : a.state) + own;
 
     float S[GDN_ROWS];
 #pragma unroll
-    for (int i = 0; i < GDN_ROWS; i++) S[i] = live ? S_g[(long long)i * dv] : 0.0f;
+    for (int i = 0; i < GDN_ROWS; i++) S[i] = live ? S_in[(long long)i * dv] : 0.0f;
+    if (a.state_save && live) {
+#pragma unroll
+        for (int i = 0; i < GDN_ROWS; i++) a.state_save[own + (long long)i * dv] = S[i];
+    }
 
     for (int c0 = 0; c0 < a.v.n_tok; c0 += GDN_CHUNK) {
         const int nc = min(GDN_CHUNK, a.v.n_tok - c0);
@@ -286,6 +294,8 @@ cu_gdn_args cu_gdn_args_of(const df_gdn_args *a) {
     k.g = a->g;
     k.beta = a->beta;
     k.state = a->state;
+    k.state_in = a->state_in;
+    k.state_save = a->state_save;
     k.capture = a->capture;
     k.cap_f16 = a->capture_type == DF_STATE_F16;
     k.tiled = a->head_map == DF_GDN_HEADS_TILED;

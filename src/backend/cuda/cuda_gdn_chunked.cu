@@ -454,6 +454,18 @@ df_status cu_gdn_chunked(df_backend *be, const df_gdn_args *args) {
      * 4,096): one pass over the tokens with the state in registers beats the chunks' extra
      * arithmetic. DFLASH_CUDA_GDN_CHUNKED=1 keeps the chunked form for every shape. */
     if (!forced && cu_gdn_recurrent_fixed(args->k.dim)) return cu_gdn_recurrent(be, args);
+    if (args->state_in || args->state_save) {
+        /* the rollback's starting-state arguments (never set by a prefill): plain copies here */
+        cu_backend *cb = cu_impl(be);
+        const size_t bytes = (size_t)(args->v.n_head * args->k.dim * args->v.dim) * sizeof(float);
+        const float *from = args->state_in ? args->state_in : args->state;
+        if (args->state_save && args->state_save != from &&
+            cudaMemcpyAsync(args->state_save, from, bytes, cudaMemcpyDeviceToDevice, cb->stream) != cudaSuccess)
+            return cu_fail(cudaGetLastError(), "gdn_chunked", "cudaMemcpyAsync");
+        if (from != args->state &&
+            cudaMemcpyAsync(args->state, from, bytes, cudaMemcpyDeviceToDevice, cb->stream) != cudaSuccess)
+            return cu_fail(cudaGetLastError(), "gdn_chunked", "cudaMemcpyAsync");
+    }
     cu_backend *cb = cu_impl(be);
     const int dkp = (int)((args->k.dim + 15) / 16 * 16);
     const int C = dkp <= 128 ? 64 : 32;

@@ -183,6 +183,8 @@ typedef struct cu_gdn_args {
     cu_heads q, k, v, out;
     const float *g, *beta;
     float *state;
+    const float *state_in; /* NULL, or the state the call starts from (df_gdn_args) */
+    float *state_save;     /* NULL, or where the starting state is also written */
     void *capture;
     int cap_f16;
     int tiled; /* head map: 1 tiled (h % n_k_head), 0 grouped (h / ratio) */
