@@ -6,7 +6,8 @@
  * window (else 0), hi = p + 1 when causal (else kv_end); position p is cache row p % rows.
  * The range is cut into splits of `chunk` positions, chunk a function of the range length
  * alone (at least ATTN_CHUNK_MIN, at most ATTN_MAX_SPLIT splits). One block of ATTN_WARPS
- * warps takes one (split, head, token): its warps walk the split's rows in tiles of
+ * warps takes one (split, token) and one query head, or (calls of several tokens) all the
+ * query heads of one KV head (attn_kernel): its warps walk the split's rows in tiles of
  * ATTN_TILE, each row's score a warp-wide dot product, with a running maximum and sum
  * (online softmax); the warps' results merge in shared memory in warp order. A range that
  * fits one split is finished in place; otherwise each split leaves (max, sum, unnormalised
@@ -94,132 +95,26 @@ __device__ __forceinline__ void load_row(const attn_params &a, const void *base,
     }
 }
 
-template <int E>
-__global__ void __launch_bounds__(ATTN_WARPS * 32) attn_kernel(attn_params a) {
-    __shared__ float sm_m[ATTN_WARPS], sm_l[ATTN_WARPS];
-    __shared__ float sm_o[ATTN_WARPS][ATTN_MAX_DIM];
-    const int s = blockIdx.x, h = blockIdx.y, t = blockIdx.z;
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    long long lo, hi;
-    pos_range(a, t, &lo, &hi);
-    const long long len = hi - lo, chunk = split_chunk(len, a.max_split);
-    const int nsplit = (int)((len + chunk - 1) / chunk);
-    if (s >= nsplit) return;
-    const long long r0 = lo + (long long)s * chunk, r1 = min(hi, r0 + chunk);
-
-    const int e0 = lane * E, kvh = h / a.group;
-    float q[E], o[E];
-    const float *qp = cu_head_ptr(a.q, t, h);
-#pragma unroll
-    for (int i = 0; i < E; i++) {
-        q[i] = e0 + i < a.dim ? qp[e0 + i] : 0.0f;
-        o[i] = 0.0f;
-    }
-    float m = -INFINITY, l = 0.0f;
-    const long long row_stride = (long long)a.n_kv_head * a.dim;
-    const long long head_off = (long long)kvh * a.dim;
-
-    /* Warp w takes tiles w, w + ATTN_WARPS, ... of ATTN_TILE consecutive positions. A tile's
-     * K and V rows are loaded together, before any of its scores is known: one memory
-     * round trip per tile instead of two. */
-    for (long long p0 = r0 + (long long)warp * ATTN_TILE; p0 < r1; p0 += (long long)ATTN_WARPS * ATTN_TILE) {
-        float kt[ATTN_TILE][E], vt[ATTN_TILE][E];
-#pragma unroll
-        for (int j = 0; j < ATTN_TILE; j++) {
-            if (p0 + j < r1) {
-                const long long off = ((p0 + j) % a.ring) * row_stride + head_off;
-                load_row<E>(a, a.kc, off, e0, kt[j]);
-                load_row<E>(a, a.vc, off, e0, vt[j]);
-            } else {
-#pragma unroll
-                for (int i = 0; i < E; i++) kt[j][i] = vt[j][i] = 0.0f;
-            }
-        }
-        float sc[ATTN_TILE];
-#pragma unroll
-        for (int j = 0; j < ATTN_TILE; j++) {
-            float part = 0.0f;
-#pragma unroll
-            for (int i = 0; i < E; i++) part = fmaf(q[i], kt[j][i], part);
-            sc[j] = part;
-        }
-#pragma unroll
-        for (int j = 0; j < ATTN_TILE; j++) sc[j] = __shfl_sync(0xffffffffu, cu_warp_sum(sc[j]), 0) * a.scale;
-        float mt = -INFINITY;
-#pragma unroll
-        for (int j = 0; j < ATTN_TILE; j++)
-            if (p0 + j < r1) mt = fmaxf(mt, sc[j]);
-        if (mt > m) {
-            const float corr = expf(m - mt); /* 0 on the first tile (m = -inf) */
-#pragma unroll
-            for (int i = 0; i < E; i++) o[i] *= corr;
-            l *= corr;
-            m = mt;
-        }
-#pragma unroll
-        for (int j = 0; j < ATTN_TILE; j++) {
-            if (p0 + j >= r1) break;
-            const float pw = expf(sc[j] - m);
-            l += pw;
-#pragma unroll
-            for (int i = 0; i < E; i++) o[i] = fmaf(pw, vt[j][i], o[i]);
-        }
-    }
-
-    /* merge the warps, in warp order */
-    if (lane == 0) {
-        sm_m[warp] = m;
-        sm_l[warp] = l;
-    }
-#pragma unroll
-    for (int i = 0; i < E; i++)
-        if (e0 + i < a.dim) sm_o[warp][e0 + i] = o[i];
-    __syncthreads();
-    float M = -INFINITY;
-    for (int w = 0; w < ATTN_WARPS; w++) M = fmaxf(M, sm_m[w]);
-    float L = 0.0f, f[ATTN_WARPS];
-    for (int w = 0; w < ATTN_WARPS; w++) {
-        f[w] = sm_l[w] > 0.0f ? expf(sm_m[w] - M) : 0.0f;
-        L += sm_l[w] * f[w];
-    }
-    if (nsplit == 1) {
-        const float inv = 1.0f / L;
-        float *out = cu_head_ptr(a.out, t, h);
-        const float *g = a.has_gate ? cu_head_ptr(a.gate, t, h) : NULL;
-        for (int e = threadIdx.x; e < a.dim; e += ATTN_WARPS * 32) {
-            float acc = 0.0f;
-            for (int w = 0; w < ATTN_WARPS; w++) acc += sm_o[w][e] * f[w];
-            float y = acc * inv;
-            if (g) y *= cu_sigmoid(g[e]);
-            out[e] = y;
-        }
-    } else {
-        float *pp = a.part + (((long long)t * a.q.n_head + h) * a.max_split + s) * (a.dim + 2);
-        if (threadIdx.x == 0) {
-            pp[0] = M;
-            pp[1] = L;
-        }
-        for (int e = threadIdx.x; e < a.dim; e += ATTN_WARPS * 32) {
-            float acc = 0.0f;
-            for (int w = 0; w < ATTN_WARPS; w++) acc += sm_o[w][e] * f[w];
-            pp[2 + e] = acc;
-        }
-    }
-}
-
-/* The same attention for the G query heads of one KV head at once (G = the call's group):
- * one block per (split, KV head, token) loads each K/V tile once for all G heads, where
- * attn_kernel's G blocks load it G times (a 27B verify, 24 query / 4 KV heads at 16 tokens,
- * read the cache 6 times over from L2: 54 us a layer at 300 rows, 435 us at 3,300, against
- * 18 / 46 us for one token). Per head every operation is attn_kernel's, in the same order:
- * the same tiles per warp, the same online-softmax steps, the same warp merge and split
- * partials, so a head's output is bitwise what attn_kernel computes (cuda_ops_check compares
- * a call of n tokens with n one-token calls, which run attn_kernel). */
+/* One block takes one (split, token) and G query heads h0 .. h0+G-1 of one KV head (h0 =
+ * blockIdx.y * G): its warps walk the split's rows in tiles of ATTN_TILE (warp w: tiles w,
+ * w + ATTN_WARPS, ...), load each tile's K and V rows once, before any score is known (one
+ * memory round trip per tile instead of two), and use them for all G heads: per head a
+ * warp-wide dot product per row, a running maximum and sum (online softmax). Then each head's
+ * warps merge in shared memory in warp order; a range of one split is finished in place,
+ * otherwise (max, sum, unnormalised output) go to scratch for attn_merge_kernel.
+ *
+ * G = 1 is a block per query head (a decode step: G times as many blocks spread a few hundred
+ * rows over more of the GPU); G = the call's group reads each K/V tile once for all the
+ * heads that share it, where G = 1 read it G times (a 27B verify, 24 query / 4 KV heads at
+ * 16 tokens: 54 -> 51 us a layer at 300 rows, 148 -> 97 at 1,000, 433 -> 257 at 3,300).
+ * Each head's operations and their order do not depend on G, so a head's output is the same
+ * bits either way (cuda_ops_check compares calls of n tokens, grouped, with n one-token
+ * calls, G = 1). */
 template <int E, int G>
-__global__ void __launch_bounds__(ATTN_WARPS * 32) attn_group_kernel(attn_params a) {
+__global__ void __launch_bounds__(ATTN_WARPS * 32) attn_kernel(attn_params a) {
     __shared__ float sm_m[G][ATTN_WARPS], sm_l[G][ATTN_WARPS];
     __shared__ float sm_o[ATTN_WARPS][ATTN_MAX_DIM];
-    const int s = blockIdx.x, kvh = blockIdx.y, t = blockIdx.z;
+    const int s = blockIdx.x, h0 = blockIdx.y * G, t = blockIdx.z, kvh = h0 / a.group;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     long long lo, hi;
     pos_range(a, t, &lo, &hi);
@@ -232,7 +127,7 @@ __global__ void __launch_bounds__(ATTN_WARPS * 32) attn_group_kernel(attn_params
     float q[G][E], o[G][E], m[G], l[G];
 #pragma unroll
     for (int g = 0; g < G; g++) {
-        const float *qp = cu_head_ptr(a.q, t, kvh * G + g);
+        const float *qp = cu_head_ptr(a.q, t, h0 + g);
 #pragma unroll
         for (int i = 0; i < E; i++) {
             q[g][i] = e0 + i < a.dim ? qp[e0 + i] : 0.0f;
@@ -301,7 +196,7 @@ __global__ void __launch_bounds__(ATTN_WARPS * 32) attn_group_kernel(attn_params
     /* each head's warps merged in warp order, one head at a time through sm_o */
 #pragma unroll
     for (int g = 0; g < G; g++) {
-        const int h = kvh * G + g;
+        const int h = h0 + g;
 #pragma unroll
         for (int i = 0; i < E; i++)
             if (e0 + i < a.dim) sm_o[warp][e0 + i] = o[g][i];
@@ -415,28 +310,28 @@ static df_status check_q_out(const char *op, const df_heads *q, const df_heads *
 
 static void launch_per_head(cu_backend *cb, const attn_params &a, int E, dim3 grid) {
     switch (E) {
-    case 1: attn_kernel<1><<<grid, ATTN_WARPS * 32, 0, cb->stream>>>(a); break;
-    case 2: attn_kernel<2><<<grid, ATTN_WARPS * 32, 0, cb->stream>>>(a); break;
-    case 4: attn_kernel<4><<<grid, ATTN_WARPS * 32, 0, cb->stream>>>(a); break;
-    case 8: attn_kernel<8><<<grid, ATTN_WARPS * 32, 0, cb->stream>>>(a); break;
-    default: attn_kernel<16><<<grid, ATTN_WARPS * 32, 0, cb->stream>>>(a); break;
+    case 1: attn_kernel<1, 1><<<grid, ATTN_WARPS * 32, 0, cb->stream>>>(a); break;
+    case 2: attn_kernel<2, 1><<<grid, ATTN_WARPS * 32, 0, cb->stream>>>(a); break;
+    case 4: attn_kernel<4, 1><<<grid, ATTN_WARPS * 32, 0, cb->stream>>>(a); break;
+    case 8: attn_kernel<8, 1><<<grid, ATTN_WARPS * 32, 0, cb->stream>>>(a); break;
+    default: attn_kernel<16, 1><<<grid, ATTN_WARPS * 32, 0, cb->stream>>>(a); break;
     }
 }
 
 template <int E>
 static bool launch_group_of(cu_backend *cb, const attn_params &a, dim3 grid) {
     switch (a.group) {
-    case 2: attn_group_kernel<E, 2><<<grid, ATTN_WARPS * 32, 0, cb->stream>>>(a); return true;
-    case 4: attn_group_kernel<E, 4><<<grid, ATTN_WARPS * 32, 0, cb->stream>>>(a); return true;
-    case 6: attn_group_kernel<E, 6><<<grid, ATTN_WARPS * 32, 0, cb->stream>>>(a); return true;
-    case 8: attn_group_kernel<E, 8><<<grid, ATTN_WARPS * 32, 0, cb->stream>>>(a); return true;
+    case 2: attn_kernel<E, 2><<<grid, ATTN_WARPS * 32, 0, cb->stream>>>(a); return true;
+    case 4: attn_kernel<E, 4><<<grid, ATTN_WARPS * 32, 0, cb->stream>>>(a); return true;
+    case 6: attn_kernel<E, 6><<<grid, ATTN_WARPS * 32, 0, cb->stream>>>(a); return true;
+    case 8: attn_kernel<E, 8><<<grid, ATTN_WARPS * 32, 0, cb->stream>>>(a); return true;
     default: return false;
     }
 }
 
 /* Calls of several tokens whose head size and group have a grouped kernel (head dims of 64,
  * 128 and 256; 2, 4, 6 or 8 query heads per KV head: the Qwen3.5 / 3.6 shapes); false: the
- * caller launches attn_kernel. One token keeps attn_kernel, whose G times as many blocks
+ * caller launches attn_kernel with G = 1. One token keeps G = 1, whose G times as many blocks
  * spread a decode step's few hundred rows over more of the GPU. Measured (H100, 27B shape,
  * 16 tokens): 53 -> 51 us at 300 rows, 148 -> 97 at 1,000, 433 -> 257 at 3,300; 4 tokens
  * lose (18 -> 23 us at 300 rows), but a recorded verify cannot pick by the position it will
