@@ -511,13 +511,16 @@ typedef struct mmq_launch {
 } mmq_launch;
 
 /* NT is the call's exact number of column tiles: no branch on it inside a unit, so a unit's
- * activation loads can all be issued before its arithmetic waits on any of them. Up to two
- * tiles, three blocks per SM (<= 80 registers): every split shape of the 27B model then fits in
- * one wave on 132 SMs. Above that two (at 80 registers the accumulators would spill). Measured
- * (H100, 27B shapes): three blocks beat two by 10% at 1 token and 5% at 16; loading the next
- * unit into a second register set while computing the current one was 15% slower. */
+ * activation loads can all be issued before its arithmetic waits on any of them. One tile:
+ * three blocks per SM (<= 80 registers), so every split shape of the 27B model fits in one
+ * wave on 132 SMs. Two or more: two blocks (<= 128 registers). Measured (H100, 27B shapes):
+ * three blocks beat two by 10% at 1 token; at 9-16 tokens three blocks spilled (Q4_K / Q5_K
+ * / Q6_K at 80 registers), and two took the 27B's 16-token forward from 1.37 to 1.27 decode
+ * steps (verify 1.41 -> 1.31, drafter 0.147 -> 0.140), although a few shapes alone then run
+ * 1.2 waves; loading the next unit into a second register set while computing the current
+ * one was 15% slower. */
 template <int T, int NT, int W>
-__global__ void __launch_bounds__(W * 32, (NT <= 2 ? 3 : 2) * MMQ_WARPS / W) mmq_kernel(const mmq_launch L) {
+__global__ void __launch_bounds__(W * 32, (NT <= 1 ? 3 : 2) * MMQ_WARPS / W) mmq_kernel(const mmq_launch L) {
     typedef mmq_type<T> K;
     __shared__ float red[W][NT * 4][32];
     /* this block's weight, picked with constant indices (a run-time index into the parameters
