@@ -50,6 +50,19 @@ static df_status alloc_f32_layers(df_backend *be, int n_gdn, size_t bytes, float
     return DF_OK;
 }
 
+/* The same as one buffer, layer after layer (arr[g] = arr[0] + g * bytes): what the model
+ * copies for all layers at once (the saved conv states, the conv inputs: qwen35_forward.c). */
+static df_status alloc_f32_slices(df_backend *be, int n_gdn, size_t bytes, float ***out) {
+    float **arr = calloc((size_t)n_gdn + 1, sizeof *arr);
+    *out = arr;
+    if (!arr) return df_fail(DF_ERR_NOMEM, "speculative decoding: out of memory");
+    if (n_gdn == 0) return DF_OK;
+    void *p;
+    DF_TRY(be->ops->alloc(be, bytes * (size_t)n_gdn, &p));
+    for (int g = 0; g < n_gdn; g++) arr[g] = (float *)((char *)p + (size_t)g * bytes);
+    return DF_OK;
+}
+
 static df_status alloc_rollback(df_spec *sp, int block) {
     const df_qwen35_state *st = sp->st;
     const df_qwen35_hparams *hp = &st->m->hp;
@@ -65,8 +78,8 @@ static df_status alloc_rollback(df_spec *sp, int block) {
     }
     const size_t C = (size_t)df_qwen35_conv_channels(hp), H = (size_t)hp->n_v_head;
     DF_TRY(alloc_f32_layers(be, n, ssm_elems(hp) * f, &sp->rp_ssm));
-    DF_TRY(alloc_f32_layers(be, n, conv_elems(hp) * f, &sp->rp_conv));
-    DF_TRY(alloc_f32_layers(be, n, B * C * f, &sp->rp_qkv_in));
+    DF_TRY(alloc_f32_slices(be, n, conv_elems(hp) * f, &sp->rp_conv));
+    DF_TRY(alloc_f32_slices(be, n, B * C * f, &sp->rp_qkv_in));
     DF_TRY(alloc_f32_layers(be, n, B * C * f, &sp->rp_qkv));
     DF_TRY(alloc_f32_layers(be, n, B * H * f, &sp->rp_gate));
     return alloc_f32_layers(be, n, B * H * f, &sp->rp_beta);
@@ -76,6 +89,12 @@ static void free_f32_layers(df_backend *be, int n_gdn, float **bufs) {
     if (!bufs) return;
     for (int g = 0; g < n_gdn; g++)
         if (bufs[g]) be->ops->free(be, bufs[g]);
+    free(bufs);
+}
+
+static void free_f32_slices(df_backend *be, float **bufs) {
+    if (!bufs) return;
+    if (bufs[0]) be->ops->free(be, bufs[0]);
     free(bufs);
 }
 
@@ -144,8 +163,10 @@ void df_spec_free(df_spec *sp) {
     free(sp->gdn_state);
     /* after replays rp_ssm holds some of the state's original buffers and the state some of
      * these: each side frees what it holds (df_qwen35_replay) */
-    float **f32[] = {sp->conv_state, sp->rp_ssm, sp->rp_conv, sp->rp_qkv_in, sp->rp_qkv, sp->rp_gate, sp->rp_beta};
+    float **f32[] = {sp->conv_state, sp->rp_ssm, sp->rp_qkv, sp->rp_gate, sp->rp_beta};
     for (size_t i = 0; i < sizeof f32 / sizeof f32[0]; i++) free_f32_layers(be, n, f32[i]);
+    free_f32_slices(be, sp->rp_conv);
+    free_f32_slices(be, sp->rp_qkv_in);
     free(sp);
 }
 

@@ -127,7 +127,8 @@ typedef struct df_qwen35_state {
                                 batch-invariant recurrent form */
     df_kv_type kv_type;
     df_kv_cache *kv;     /* [n_layer]; used for attention layers only */
-    float **conv;        /* [n_layer]; GDN layers: [K-1][channels] */
+    float **conv;        /* [n_layer]; GDN layers: [K-1][channels], slices of conv_all */
+    float *conv_all;     /* [n_gdn][K-1][channels], in GDN layer order */
     float **ssm;         /* [n_layer]; GDN layers: [n_v_head][d_k][d_v] */
     int *gdn_index;      /* [n_layer]: index among GDN layers, -1 for attention layers */
     int n_gdn;

@@ -25,8 +25,18 @@ static size_t conv_state_bytes(const df_qwen35_hparams *hp) {
     return (size_t)((hp->conv_kernel - 1) * df_qwen35_conv_channels(hp)) * sizeof(float);
 }
 
+/* Whether the n_gdn per-layer buffers of arr are slices of one buffer, stride floats apart
+ * (then the rollback moves all layers' rows with one copy). */
+static bool one_buffer(float *const *arr, int n_gdn, int64_t stride) {
+    const uintptr_t base = (uintptr_t)arr[0], step = (uintptr_t)stride * sizeof(float);
+    for (int g = 1; g < n_gdn; g++)
+        if ((uintptr_t)arr[g] != base + (uintptr_t)g * step) return false;
+    return n_gdn > 0;
+}
+
+/* conv_saved: the call saved every layer's conv state already (forward_body). */
 static df_status gdn_mixer(df_qwen35_state *s, int64_t l, int64_t T,
-                           const df_qwen35_capture *cap) {
+                           const df_qwen35_capture *cap, bool conv_saved) {
     const df_qwen35 *m = s->m;
     const df_qwen35_hparams *hp = &m->hp;
     const df_qwen35_layer *L = &m->layers[l];
@@ -40,7 +50,7 @@ static df_status gdn_mixer(df_qwen35_state *s, int64_t l, int64_t T,
     float *gate = replay ? cap->gate[gi] : s->g, *beta = replay ? cap->beta[gi] : s->beta;
     float *z = s->mid_a, *core = s->mid_b;
     /* the recurrent state is saved by the recurrence itself (state_save, below) */
-    if (replay) DF_TRY(OPS->copy(be, cap->conv_before[gi], s->conv[l], conv_state_bytes(hp)));
+    if (replay && !conv_saved) DF_TRY(OPS->copy(be, cap->conv_before[gi], s->conv[l], conv_state_bytes(hp)));
 
     const df_weight *in_w[4] = {&L->wqkv, &L->wgate, &L->wbeta, &L->walpha};
     float *const in_y[4] = {qkv, z, s->gate_b, s->gate_a};
@@ -208,11 +218,17 @@ static df_status forward_body(void *call) {
     df_backend *be = m->be;
     const int64_t E = hp->n_embd;
     DF_TRY(OPS->get_rows(be, &m->tok_embd, s->ids, T, s->x));
+    /* A replay capture keeps every GDN layer's conv state from before the call: one copy
+     * when its buffers are one (the speculative session's are), else one per layer. */
+    const int64_t conv_n = (int64_t)(conv_state_bytes(hp) / sizeof(float));
+    const bool conv_saved = cap && cap->replay && one_buffer(cap->conv_before, s->n_gdn, conv_n);
+    if (conv_saved)
+        DF_TRY(OPS->copy(be, cap->conv_before[0], s->conv_all, (size_t)s->n_gdn * conv_state_bytes(hp)));
 
     for (int64_t l = 0; l < hp->n_layer; l++) {
         const df_qwen35_layer *L = &m->layers[l];
         DF_TRY(OPS->rmsnorm(be, s->x, E, s->h, E, T, E, L->attn_norm.data, hp->rms_eps));
-        if (L->kind == DF_LAYER_GDN) DF_TRY(gdn_mixer(s, l, T, cap));
+        if (L->kind == DF_LAYER_GDN) DF_TRY(gdn_mixer(s, l, T, cap, conv_saved));
         else DF_TRY(attention_mixer(s, l, T));
         DF_TRY(OPS->add(be, s->x, s->proj, s->x, T * E));
         DF_TRY(OPS->rmsnorm(be, s->x, E, s->h, E, T, E, L->post_attn_norm.data, hp->rms_eps));
@@ -253,18 +269,31 @@ static df_status replay_body(void *call) {
     df_backend *be = s->m->be;
     const int64_t C = df_qwen35_conv_channels(hp), keep = hp->conv_kernel - 1;
     const int64_t qk = hp->n_k_head * hp->d_k, vd = hp->n_v_head * hp->d_v;
-    const size_t row = (size_t)C * sizeof(float);
+    const size_t row = (size_t)C * sizeof(float), conv_pitch = (size_t)keep * row;
+    /* The conv state is the last K-1 inputs: of the saved rows, those the n tokens did not
+     * push out, then the newest of the n tokens' inputs. With each kind of buffer one buffer
+     * (the speculative session's), two strided copies do it for every layer. */
+    const int64_t from_old = keep > n ? keep - n : 0, from_new = keep - from_old;
+    const uintptr_t in_gap = s->n_gdn > 1 ? (uintptr_t)cap->qkv_in[1] - (uintptr_t)cap->qkv_in[0] : 0;
+    const int64_t in_stride = in_gap % sizeof(float) || in_gap > ((uintptr_t)1 << 40) ? 0 : (int64_t)(in_gap / sizeof(float));
+    const bool batched = one_buffer(cap->conv_before, s->n_gdn, keep * C) && in_stride >= n * C &&
+                         one_buffer(cap->qkv_in, s->n_gdn, in_stride);
+    if (batched) {
+        if (from_old)
+            DF_TRY(OPS->copy_2d(be, s->conv_all, conv_pitch, cap->conv_before[0] + (keep - from_old) * C, conv_pitch,
+                                (size_t)from_old * row, (size_t)s->n_gdn));
+        DF_TRY(OPS->copy_2d(be, s->conv_all + from_old * C, conv_pitch, cap->qkv_in[0] + (n - from_new) * C,
+                            (size_t)in_stride * sizeof(float), (size_t)from_new * row, (size_t)s->n_gdn));
+    }
     for (int64_t l = 0; l < hp->n_layer; l++) {
         const int gi = s->gdn_index[l];
         if (gi < 0) continue;
-        /* The conv state is the last K-1 inputs: of the saved rows, those the n tokens did
-         * not push out, then the newest of the n tokens' inputs. */
-        const int64_t from_old = keep > n ? keep - n : 0, from_new = keep - from_old;
-        if (from_old)
+        if (!batched && from_old)
             DF_TRY(OPS->copy(be, s->conv[l], cap->conv_before[gi] + (keep - from_old) * C,
                              (size_t)from_old * row));
-        DF_TRY(OPS->copy(be, s->conv[l] + from_old * C, cap->qkv_in[gi] + (n - from_new) * C,
-                         (size_t)from_new * row));
+        if (!batched)
+            DF_TRY(OPS->copy(be, s->conv[l] + from_old * C, cap->qkv_in[gi] + (n - from_new) * C,
+                             (size_t)from_new * row));
         /* The saved state becomes the live one. Unrecorded, by swapping the two buffers (the
          * one the forward ran to the end of the call is free for the next save); a recorded
          * forward has the state's addresses baked in, so with graphs the recurrence reads the

@@ -57,8 +57,13 @@ df_status df_qwen35_state_create(const df_qwen35 *m, int64_t n_ctx, int64_t max_
         st = df_fail(DF_ERR_NOMEM, "qwen35 state: out of memory");
         goto fail;
     }
-    const int64_t channels = df_qwen35_conv_channels(hp);
+    const int64_t channels = df_qwen35_conv_channels(hp), conv_n = (hp->conv_kernel - 1) * channels;
     const size_t kv_elem = kv_type == DF_KV_F16 ? 2 : 4;
+    int64_t n_gdn = 0;
+    for (int64_t l = 0; l < hp->n_layer; l++) n_gdn += hp->kind[l] != DF_LAYER_ATTENTION;
+    /* every GDN layer's conv state in one buffer, layer after layer: a speculative verify
+     * saves them all with one copy (qwen35_forward.c) */
+    if (n_gdn) ALLOC(s->conv_all, n_gdn * conv_n, sizeof(float));
     for (int64_t l = 0; l < hp->n_layer; l++) {
         s->gdn_index[l] = -1;
         if (hp->kind[l] == DF_LAYER_ATTENTION) {
@@ -70,8 +75,8 @@ df_status df_qwen35_state_create(const df_qwen35 *m, int64_t n_ctx, int64_t max_
             ALLOC(c->k, n_ctx * hp->n_head_kv * hp->head_dim, kv_elem);
             ALLOC(c->v, n_ctx * hp->n_head_kv * hp->head_dim, kv_elem);
         } else {
+            s->conv[l] = s->conv_all + s->n_gdn * conv_n;
             s->gdn_index[l] = s->n_gdn++;
-            ALLOC(s->conv[l], (hp->conv_kernel - 1) * channels, sizeof(float));
             ALLOC(s->ssm[l], hp->n_v_head * hp->d_k * hp->d_v, sizeof(float));
         }
     }
@@ -113,8 +118,7 @@ void df_qwen35_state_free(df_qwen35_state *s) {
             bfree(be, s->kv[l].k);
             bfree(be, s->kv[l].v);
         }
-    if (s->conv)
-        for (int64_t l = 0; l < s->m->hp.n_layer; l++) bfree(be, s->conv[l]);
+    bfree(be, s->conv_all);
     if (s->ssm)
         for (int64_t l = 0; l < s->m->hp.n_layer; l++) bfree(be, s->ssm[l]);
     void *bufs[] = {s->ids, s->pos, s->x, s->h, s->proj, s->wide_a, s->wide_b, s->mid_a,
