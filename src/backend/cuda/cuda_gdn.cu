@@ -16,95 +16,110 @@
  * memory by the whole block in one pass, so the token loop waits on no device-memory load. */
 enum { GDN_ROWS = 32, GDN_MAX_GROUPS = 8, GDN_CHUNK = 16 };
 
-__global__ void gdn_recurrent_kernel(cu_gdn_args a) {
-    __shared__ float red_kv[GDN_MAX_GROUPS][32];
-    __shared__ float red_o[GDN_MAX_GROUPS][32];
-    __shared__ float sk[GDN_CHUNK][GDN_ROWS * GDN_MAX_GROUPS];
-    __shared__ float sq[GDN_CHUNK][GDN_ROWS * GDN_MAX_GROUPS];
+/* DK: the key head size when the template fixes it (64, 128: every row group full, so no
+ * per-row predicates and no run-time index arithmetic in the token loop), 0 for any d_k <=
+ * 256 (the last group may be partial). CAP: the per-token capture is compiled in. The
+ * arithmetic per state element and the order of every sum are the same in every instance
+ * (row i into partial sum i % 4, the groups added in order), and the op picks an instance
+ * from the shape alone, so a verify equals its decode steps bit for bit. With d_k in the
+ * template the 27B layer's 16-token call went 23.9 -> 11.5 us (ncu: the run-time form spent
+ * ~600 instructions per token per warp around ~140 float operations). The block's threads
+ * are exactly its row groups (blockDim.x = 32 x groups >= d_k). */
+template <int DK, bool CAP>
+__global__ void __launch_bounds__(DK ? DK : GDN_ROWS * GDN_MAX_GROUPS) gdn_recurrent_kernel(cu_gdn_args a) {
+    constexpr int DKMAX = DK ? DK : GDN_ROWS * GDN_MAX_GROUPS, NGMAX = DKMAX / GDN_ROWS;
+    __shared__ float red_kv[NGMAX][32];
+    __shared__ float red_o[NGMAX][32];
+    __shared__ __align__(16) float sk[GDN_CHUNK][DKMAX];
+    __shared__ __align__(16) float sq[GDN_CHUNK][DKMAX];
     __shared__ float sv[GDN_CHUNK][32];
     __shared__ float sdecay[GDN_CHUNK], sbeta[GDN_CHUNK];
-    const int lane = threadIdx.x % 32, grp = threadIdx.x / 32, n_grp = blockDim.x / 32;
+    const int lane = threadIdx.x % 32, grp = threadIdx.x / 32;
+    const int dk = DK ? DK : a.k.dim, ng = DK ? DK / GDN_ROWS : (int)blockDim.x / 32;
+    const int rows = DK ? GDN_ROWS : min(GDN_ROWS, dk - grp * GDN_ROWS);
     const int h = blockIdx.y, col0 = blockIdx.x * 32, col = col0 + lane;
-    const int dk = a.k.dim, dv = a.v.dim, nv = a.v.n_head, nk = a.k.n_head;
+    const int dv = a.v.dim, nv = a.v.n_head, nk = a.k.n_head;
     const int kh = a.tiled ? h % nk : h / (nv / nk);
     const bool live = col < dv;
     const long long hs = (long long)dk * dv;
-    float *S_g = a.state + (long long)h * hs;
-    const float *S_in = (a.state_in ? a.state_in : a.state) + (long long)h * hs;
-    const int rows = min(GDN_ROWS, dk - grp * GDN_ROWS);
+    const long long own = (long long)h * hs + (long long)grp * GDN_ROWS * dv + col; /* this thread's column */
+    float *S_g = a.state + own;
+    const float *S_in = (a.state_in ? a.state_in : a.state) + own;
 
     float S[GDN_ROWS];
 #pragma unroll
-    for (int i = 0; i < GDN_ROWS; i++) {
-        const int r = grp * GDN_ROWS + i;
-        S[i] = (live && r < dk) ? S_in[(long long)r * dv + col] : 0.0f;
-        if (a.state_save && live && r < dk) a.state_save[(long long)h * hs + (long long)r * dv + col] = S[i];
+    for (int i = 0; i < GDN_ROWS; i++) S[i] = live && i < rows ? S_in[(long long)i * dv] : 0.0f;
+    if (a.state_save && live) {
+#pragma unroll
+        for (int i = 0; i < GDN_ROWS; i++)
+            if (i < rows) a.state_save[own + (long long)i * dv] = S[i];
     }
 
     for (int c0 = 0; c0 < a.v.n_tok; c0 += GDN_CHUNK) {
         const int nc = min(GDN_CHUNK, a.v.n_tok - c0);
         __syncthreads(); /* the previous chunk's inputs are no longer read */
-        for (int i = threadIdx.x; i < nc * dk; i += blockDim.x) {
-            const int t = i / dk, r = i % dk;
-            sk[t][r] = cu_head_ptr(a.k, c0 + t, kh)[r];
-            sq[t][r] = cu_head_ptr(a.q, c0 + t, kh)[r];
-        }
+        if ((int)threadIdx.x < dk)
+            for (int t = 0; t < nc; t++) {
+                sk[t][threadIdx.x] = cu_head_ptr(a.k, c0 + t, kh)[threadIdx.x];
+                sq[t][threadIdx.x] = cu_head_ptr(a.q, c0 + t, kh)[threadIdx.x];
+            }
         for (int i = threadIdx.x; i < nc * 32; i += blockDim.x) {
             const int t = i / 32, c = col0 + i % 32;
             sv[t][i % 32] = c < dv ? cu_head_ptr(a.v, c0 + t, h)[c] : 0.0f;
         }
-        for (int t = threadIdx.x; t < nc; t += blockDim.x) {
-            sdecay[t] = expf(a.g[(long long)(c0 + t) * nv + h]);
-            sbeta[t] = a.beta[(long long)(c0 + t) * nv + h];
+        if ((int)threadIdx.x < nc) {
+            sdecay[threadIdx.x] = expf(a.g[(long long)(c0 + threadIdx.x) * nv + h]);
+            sbeta[threadIdx.x] = a.beta[(long long)(c0 + threadIdx.x) * nv + h];
         }
         __syncthreads();
 
         for (int tt = 0; tt < nc; tt++) {
-            const int t = c0 + tt;
             const float decay = sdecay[tt], beta = sbeta[tt];
-            const float *k = &sk[tt][grp * GDN_ROWS];
-            const float *q = &sq[tt][grp * GDN_ROWS];
-
+            /* four rows at a time; rows past a partial group read staging they never use */
+            const float4 *k4 = (const float4 *)&sk[tt][grp * GDN_ROWS];
+            const float4 *q4 = (const float4 *)&sq[tt][grp * GDN_ROWS];
             /* Four partial sums (row i goes to sum i % 4): a chain of 8 dependent FMAs instead
              * of 32 on the token loop's critical path. */
             float p0 = 0.0f, p1 = 0.0f, p2 = 0.0f, p3 = 0.0f;
 #pragma unroll
             for (int i = 0; i < GDN_ROWS; i += 4) {
-                if (i < rows) p0 = fmaf(k[i], S[i], p0);
-                if (i + 1 < rows) p1 = fmaf(k[i + 1], S[i + 1], p1);
-                if (i + 2 < rows) p2 = fmaf(k[i + 2], S[i + 2], p2);
-                if (i + 3 < rows) p3 = fmaf(k[i + 3], S[i + 3], p3);
+                const float4 k = k4[i / 4];
+                if (i < rows) p0 = fmaf(k.x, S[i], p0);
+                if (i + 1 < rows) p1 = fmaf(k.y, S[i + 1], p1);
+                if (i + 2 < rows) p2 = fmaf(k.z, S[i + 2], p2);
+                if (i + 3 < rows) p3 = fmaf(k.w, S[i + 3], p3);
             }
-            float kv = (p0 + p1) + (p2 + p3);
-            red_kv[grp][lane] = kv;
+            red_kv[grp][lane] = (p0 + p1) + (p2 + p3);
             __syncthreads();
-            kv = 0.0f;
-            for (int g = 0; g < n_grp; g++) kv += red_kv[g][lane];
+            float kv = 0.0f;
+#pragma unroll
+            for (int g = 0; g < NGMAX; g++)
+                if (g < ng) kv += red_kv[g][lane];
 
             const float delta = beta * (sv[tt][lane] - decay * kv);
             float o0 = 0.0f, o1 = 0.0f, o2 = 0.0f, o3 = 0.0f;
 #pragma unroll
             for (int i = 0; i < GDN_ROWS; i += 4) {
+                const float4 k = k4[i / 4], q = q4[i / 4];
                 if (i < rows) {
-                    S[i] = decay * S[i] + k[i] * delta;
-                    o0 = fmaf(q[i], S[i], o0);
+                    S[i] = decay * S[i] + k.x * delta;
+                    o0 = fmaf(q.x, S[i], o0);
                 }
                 if (i + 1 < rows) {
-                    S[i + 1] = decay * S[i + 1] + k[i + 1] * delta;
-                    o1 = fmaf(q[i + 1], S[i + 1], o1);
+                    S[i + 1] = decay * S[i + 1] + k.y * delta;
+                    o1 = fmaf(q.y, S[i + 1], o1);
                 }
                 if (i + 2 < rows) {
-                    S[i + 2] = decay * S[i + 2] + k[i + 2] * delta;
-                    o2 = fmaf(q[i + 2], S[i + 2], o2);
+                    S[i + 2] = decay * S[i + 2] + k.z * delta;
+                    o2 = fmaf(q.z, S[i + 2], o2);
                 }
                 if (i + 3 < rows) {
-                    S[i + 3] = decay * S[i + 3] + k[i + 3] * delta;
-                    o3 = fmaf(q[i + 3], S[i + 3], o3);
+                    S[i + 3] = decay * S[i + 3] + k.w * delta;
+                    o3 = fmaf(q.w, S[i + 3], o3);
                 }
             }
-            float o = (o0 + o1) + (o2 + o3);
-            if (a.capture && live) {
-                const long long base = ((long long)t * nv + h) * hs + (long long)grp * GDN_ROWS * dv + col;
+            if (CAP && live) {
+                const long long base = ((long long)(c0 + tt) * nv + h) * hs + (long long)grp * GDN_ROWS * dv + col;
                 if (a.cap_f16) {
                     __half *c = (__half *)a.capture + base;
 #pragma unroll
@@ -117,127 +132,13 @@ __global__ void gdn_recurrent_kernel(cu_gdn_args a) {
                         if (i < rows) c[(long long)i * dv] = S[i];
                 }
             }
-            red_o[grp][lane] = o;
-            __syncthreads();
-            if (grp == 0 && live) {
-                o = 0.0f;
-                for (int g = 0; g < n_grp; g++) o += red_o[g][lane];
-                cu_head_ptr(a.out, t, h)[col] = o * a.q_scale;
-            }
-        }
-    }
-
-#pragma unroll
-    for (int i = 0; i < GDN_ROWS; i++) {
-        const int r = grp * GDN_ROWS + i;
-        if (live && r < dk) S_g[(long long)r * dv + col] = S[i];
-    }
-}
-
-/* The same recurrence for the common key head sizes (DK = 64, 128: every group full), with
- * the shape in the template: no per-row predicates, no run-time index arithmetic in the
- * token loop, k and q read from shared memory four rows at a time, and the per-token capture
- * compiled in only where asked (CAP). The arithmetic per state element and the order of
- * every sum are those of gdn_recurrent_kernel (row i into partial sum i % 4, groups added
- * in order), and the op picks a kernel from the shape alone, so a verify still equals its
- * decode steps bit for bit. The generic kernel spent ~600 instructions per token per warp
- * (ncu, 27B layer, 16 tokens: 24 us a call against 6 us for one token), most of them
- * predicates and address arithmetic around ~140 float operations. */
-template <int DK, bool CAP>
-__global__ void __launch_bounds__(DK) gdn_recurrent_fixed_kernel(cu_gdn_args a) {
-    constexpr int NG = DK / GDN_ROWS;
-    __shared__ float red_kv[NG][32];
-    __shared__ float red_o[NG][32];
-    __shared__ __align__(16) float sk[GDN_CHUNK][DK];
-    __shared__ __align__(16) float sq[GDN_CHUNK][DK];
-    __shared__ float sv[GDN_CHUNK][32];
-    __shared__ float sdecay[GDN_CHUNK], sbeta[GDN_CHUNK];
-    const int lane = threadIdx.x % 32, grp = threadIdx.x / 32;
-    const int h = blockIdx.y, col0 = blockIdx.x * 32, col = col0 + lane;
-    const int dv = a.v.dim, nv = a.v.n_head, nk = a.k.n_head;
-    const int kh = a.tiled ? h % nk : h / (nv / nk);
-    const bool live = col < dv;
-    const long long hs = (long long)DK * dv;
-    const long long own = (long long)h * hs + (long long)grp * GDN_ROWS * dv + col; /* this thread's column */
-    float *S_g = a.state + own;
-    const float *S_in = (a.state_in ? a.state_in : a.state) + own;
-
-    float S[GDN_ROWS];
-#pragma unroll
-    for (int i = 0; i < GDN_ROWS; i++) S[i] = live ? S_in[(long long)i * dv] : 0.0f;
-    if (a.state_save && live) {
-#pragma unroll
-        for (int i = 0; i < GDN_ROWS; i++) a.state_save[own + (long long)i * dv] = S[i];
-    }
-
-    for (int c0 = 0; c0 < a.v.n_tok; c0 += GDN_CHUNK) {
-        const int nc = min(GDN_CHUNK, a.v.n_tok - c0);
-        __syncthreads(); /* the previous chunk's inputs are no longer read */
-        for (int t = 0; t < nc; t++) {
-            sk[t][threadIdx.x] = cu_head_ptr(a.k, c0 + t, kh)[threadIdx.x];
-            sq[t][threadIdx.x] = cu_head_ptr(a.q, c0 + t, kh)[threadIdx.x];
-        }
-        for (int i = threadIdx.x; i < nc * 32; i += DK) {
-            const int t = i / 32, c = col0 + i % 32;
-            sv[t][i % 32] = c < dv ? cu_head_ptr(a.v, c0 + t, h)[c] : 0.0f;
-        }
-        if (threadIdx.x < nc) {
-            sdecay[threadIdx.x] = expf(a.g[(long long)(c0 + threadIdx.x) * nv + h]);
-            sbeta[threadIdx.x] = a.beta[(long long)(c0 + threadIdx.x) * nv + h];
-        }
-        __syncthreads();
-
-        for (int tt = 0; tt < nc; tt++) {
-            const float decay = sdecay[tt], beta = sbeta[tt];
-            const float4 *k4 = (const float4 *)&sk[tt][grp * GDN_ROWS];
-            const float4 *q4 = (const float4 *)&sq[tt][grp * GDN_ROWS];
-            float p0 = 0.0f, p1 = 0.0f, p2 = 0.0f, p3 = 0.0f;
-#pragma unroll
-            for (int i = 0; i < GDN_ROWS; i += 4) {
-                const float4 k = k4[i / 4];
-                p0 = fmaf(k.x, S[i], p0);
-                p1 = fmaf(k.y, S[i + 1], p1);
-                p2 = fmaf(k.z, S[i + 2], p2);
-                p3 = fmaf(k.w, S[i + 3], p3);
-            }
-            red_kv[grp][lane] = (p0 + p1) + (p2 + p3);
-            __syncthreads();
-            float kv = 0.0f;
-#pragma unroll
-            for (int g = 0; g < NG; g++) kv += red_kv[g][lane];
-
-            const float delta = beta * (sv[tt][lane] - decay * kv);
-            float o0 = 0.0f, o1 = 0.0f, o2 = 0.0f, o3 = 0.0f;
-#pragma unroll
-            for (int i = 0; i < GDN_ROWS; i += 4) {
-                const float4 k = k4[i / 4], q = q4[i / 4];
-                S[i] = decay * S[i] + k.x * delta;
-                o0 = fmaf(q.x, S[i], o0);
-                S[i + 1] = decay * S[i + 1] + k.y * delta;
-                o1 = fmaf(q.y, S[i + 1], o1);
-                S[i + 2] = decay * S[i + 2] + k.z * delta;
-                o2 = fmaf(q.z, S[i + 2], o2);
-                S[i + 3] = decay * S[i + 3] + k.w * delta;
-                o3 = fmaf(q.w, S[i + 3], o3);
-            }
-            if (CAP && live) {
-                const long long base = ((long long)(c0 + tt) * nv + h) * hs + (long long)grp * GDN_ROWS * dv + col;
-                if (a.cap_f16) {
-                    __half *c = (__half *)a.capture + base;
-#pragma unroll
-                    for (int i = 0; i < GDN_ROWS; i++) c[(long long)i * dv] = __float2half_rn(S[i]);
-                } else {
-                    float *c = (float *)a.capture + base;
-#pragma unroll
-                    for (int i = 0; i < GDN_ROWS; i++) c[(long long)i * dv] = S[i];
-                }
-            }
             red_o[grp][lane] = (o0 + o1) + (o2 + o3);
             __syncthreads();
             if (grp == 0 && live) {
                 float o = 0.0f;
 #pragma unroll
-                for (int g = 0; g < NG; g++) o += red_o[g][lane];
+                for (int g = 0; g < NGMAX; g++)
+                    if (g < ng) o += red_o[g][lane];
                 cu_head_ptr(a.out, c0 + tt, h)[col] = o * a.q_scale;
             }
         }
@@ -245,7 +146,8 @@ __global__ void __launch_bounds__(DK) gdn_recurrent_fixed_kernel(cu_gdn_args a) 
 
     if (live) {
 #pragma unroll
-        for (int i = 0; i < GDN_ROWS; i++) S_g[(long long)i * dv] = S[i];
+        for (int i = 0; i < GDN_ROWS; i++)
+            if (i < rows) S_g[(long long)i * dv] = S[i];
     }
 }
 
@@ -303,9 +205,10 @@ cu_gdn_args cu_gdn_args_of(const df_gdn_args *a) {
     return k;
 }
 
-/* Whether gdn_recurrent_fixed_kernel takes this key head size (and is not switched off). */
+/* Whether gdn_recurrent_kernel has this key head size in its template (and that is not
+ * switched off). */
 bool cu_gdn_recurrent_fixed(int64_t dk) {
-    static int fixed = -1; /* DFLASH_CUDA_GDN_FIXED=0: the generic kernel for every shape (timings) */
+    static int fixed = -1; /* DFLASH_CUDA_GDN_FIXED=0: the run-time d_k instance for every shape (timings) */
     if (fixed < 0) {
         const char *e = getenv("DFLASH_CUDA_GDN_FIXED");
         fixed = !(e && *e && atoi(e) == 0);
@@ -322,15 +225,13 @@ df_status cu_gdn_recurrent(df_backend *be, const df_gdn_args *args) {
     const int groups = (int)((a->k.dim + GDN_ROWS - 1) / GDN_ROWS);
     dim3 grid(cu_blocks(a->v.dim, 32), (unsigned)a->v.n_head);
     const bool cap = k.capture != NULL, fixed = cu_gdn_recurrent_fixed(a->k.dim);
-    if (fixed && a->k.dim == 128) {
-        if (cap) gdn_recurrent_fixed_kernel<128, true><<<grid, 128, 0, cb->stream>>>(k);
-        else gdn_recurrent_fixed_kernel<128, false><<<grid, 128, 0, cb->stream>>>(k);
-    } else if (fixed && a->k.dim == 64) {
-        if (cap) gdn_recurrent_fixed_kernel<64, true><<<grid, 64, 0, cb->stream>>>(k);
-        else gdn_recurrent_fixed_kernel<64, false><<<grid, 64, 0, cb->stream>>>(k);
-    } else {
-        gdn_recurrent_kernel<<<grid, 32 * groups, 0, cb->stream>>>(k);
-    }
+    const int dk = fixed ? (int)a->k.dim : 0, threads = 32 * groups;
+    if (dk == 128 && cap) gdn_recurrent_kernel<128, true><<<grid, threads, 0, cb->stream>>>(k);
+    else if (dk == 128) gdn_recurrent_kernel<128, false><<<grid, threads, 0, cb->stream>>>(k);
+    else if (dk == 64 && cap) gdn_recurrent_kernel<64, true><<<grid, threads, 0, cb->stream>>>(k);
+    else if (dk == 64) gdn_recurrent_kernel<64, false><<<grid, threads, 0, cb->stream>>>(k);
+    else if (cap) gdn_recurrent_kernel<0, true><<<grid, threads, 0, cb->stream>>>(k);
+    else gdn_recurrent_kernel<0, false><<<grid, threads, 0, cb->stream>>>(k);
     return cu_check_launch(cb, "gdn_recurrent");
 }
 
