@@ -18,8 +18,7 @@ static size_t conv_elems(const df_qwen35_hparams *hp) {
     return (size_t)((hp->conv_kernel - 1) * df_qwen35_conv_channels(hp));
 }
 
-/* The CPU backend, whose verify is compute-bound and whose memory is slow to write: it takes
- * a replay rollback and a shorter default block (spec.h). */
+/* The CPU backend, whose verify is compute-bound: it takes a shorter default block (spec.h). */
 static bool on_cpu(const df_backend *be) { return be->ops->name && !strcmp(be->ops->name, "cpu"); }
 
 /* Replay wherever the states are f32 (see spec.h): the per-token states of a verify cost more
